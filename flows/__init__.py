@@ -1,0 +1,1 @@
+"""Prefect flows: pure wiring of the tasks in `tasks/`."""

@@ -1,0 +1,102 @@
+"""The `multitask` command.
+
+Heavy imports (TensorFlow, Prefect, MLflow) happen inside the commands, so `--help` and
+argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from multitask.config import load_config
+from multitask.datasets.spec import check as check_spec
+from multitask.errors import UserError
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  help="Multi-task (class + box) Keras models as cached Prefect flows with an MLflow registry.")
+models_app = typer.Typer(no_args_is_help=True, help="Registered models.")
+app.add_typer(models_app, name="models")
+
+_METRICS = ("accuracy", "mean_iou", "iou50", "loss", "label_loss", "box_loss")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _quiet_environment() -> None:
+    """Offline-friendly defaults; the user's own settings win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    typer.echo("")
+    typer.echo(f"model {summary['model']} version {summary['version']} "
+               f"aliases {', '.join(summary['aliases']) or '-'}")
+    typer.echo("  " + "  ".join(f"{k} {summary['metrics'][k]:.4f}" for k in _METRICS))
+    typer.echo("  steps: " + ", ".join(f"{k} {v}" for k, v in summary["steps"].items()))
+    typer.echo(f"  run dir: {summary['run_dir']}")
+
+
+@app.command()
+def train(
+    dataset: Optional[str] = typer.Option(None, help="Dataset spec, e.g. `shapes`."),
+    preset: str = typer.Option("default", help="`seed` (the starting point) or `default`."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (overrides the preset)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file with config sections."),
+    sets: list[str] = typer.Option([], "--set", help="section.key=value, repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last stdout line."),
+) -> None:
+    """Run the train flow: prepare data, snapshot, build, fit, evaluate, register."""
+    overrides: dict[str, Any] = {}
+    if dataset is not None:
+        overrides["data"] = {"dataset": dataset}
+    if epochs is not None:
+        overrides["train"] = {"epochs": epochs}
+    try:
+        run_config = load_config(preset, config, sets, overrides)
+        check_spec(run_config.data.dataset)
+    except UserError as exc:
+        _fail(str(exc))
+    _quiet_environment()
+    from flows.train import train_flow  # imports Prefect and TensorFlow
+
+    try:
+        summary = train_flow(config=run_config)
+    except UserError as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        _print_summary(summary)
+
+
+@models_app.command("list")
+def models_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
+    """Registered models and their versions, newest first."""
+    _quiet_environment()
+    from multitask import registry
+
+    rows = registry.list_models()
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    if not rows:
+        typer.echo("no registered models")
+        return
+    typer.echo(f"{'name':<24} {'version':>7}  {'accuracy':>8}  {'mean_iou':>8}  aliases")
+    for row in rows:
+        typer.echo(f"{row['name']:<24} {row['version']:>7}  {row['accuracy'] or '-':>8.8}  "
+                   f"{row['mean_iou'] or '-':>8.8}  {', '.join(row['aliases'])}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,61 @@
+"""Content hashes: files, folders, config sections and the library's own source.
+
+Cache keys are built from these, never from paths alone, so a file changed in place or an
+edit to library code changes the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+LIBRARY_DIR = Path(__file__).resolve().parent
+_CHUNK = 1 << 20
+
+
+def digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def hash_tree(root: Path, pattern: str = "*") -> str:
+    """Hash of every file under `root` matching `pattern`: relative names and contents."""
+    root = Path(root)
+    files = sorted(p for p in root.rglob(pattern) if p.is_file())
+    return digest(*(f"{p.relative_to(root).as_posix()}:{hash_file(p)}" for p in files))
+
+
+def library_fingerprint() -> str:
+    """Hash of all of `src/multitask`'s Python source (never stale, sometimes over-eager)."""
+    return hash_tree(LIBRARY_DIR, "*.py")
+
+
+def of_value(value: Any) -> str:
+    """Fingerprint of one step input: a record's content hash, or a config section's JSON."""
+    fingerprint = getattr(value, "fingerprint", None)
+    if isinstance(fingerprint, str):
+        return fingerprint
+    if isinstance(value, BaseModel):
+        return digest(type(value).__name__, value.model_dump_json())
+    return digest(json.dumps(value, sort_keys=True, default=str))
+
+
+def step_key(step: str, inputs: dict[str, Any]) -> str:
+    """Cache key of a step: its name, the library source, and each input's fingerprint."""
+    parts = [f"{name}={of_value(value)}" for name, value in sorted(inputs.items())]
+    return digest(step, library_fingerprint(), *parts)

@@ -1,0 +1,109 @@
+"""Small JSON records passed between steps: paths, counts, metrics and content fingerprints.
+
+A record is *intact* when the files it points to still hold the content it was made from;
+the orchestrator treats a cached record that is not intact as a miss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from multitask.fingerprint import digest, hash_file, hash_tree
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    fingerprint: str
+
+    def is_intact(self) -> bool:
+        raise NotImplementedError
+
+
+class TreeRecord(Record):
+    """A record whose content is one folder."""
+
+    path: str
+
+    def is_intact(self) -> bool:
+        return Path(self.path).is_dir() and hash_tree(Path(self.path)) == self.fingerprint
+
+
+class DatasetRef(TreeRecord):
+    """A prepared TFDS dataset (the builder's versioned data folder)."""
+
+    spec: str
+    class_names: list[str]
+    splits: dict[str, int]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+class SnapshotRef(TreeRecord):
+    """Decoded, resized uint8 images with labels and boxes, one `tf.data` save per split."""
+
+    class_names: list[str]
+    splits: dict[str, int]
+    image_size: int
+
+
+class ModelRef(Record):
+    """An untrained, compiled-free model saved as `.keras`."""
+
+    path: str
+    preset: str
+    params: int
+
+    def is_intact(self) -> bool:
+        return Path(self.path).is_file() and hash_file(Path(self.path)) == self.fingerprint
+
+
+class TrainedModelRef(Record):
+    """The best model of a training run, its per-epoch history and its run folder."""
+
+    run_dir: str
+    model_path: str
+    history_path: str
+    epochs: int
+    best_epoch: int
+    train_seconds: float
+    images_per_second: float
+
+    def is_intact(self) -> bool:
+        files = [Path(self.model_path), Path(self.history_path)]
+        return all(f.is_file() for f in files) and hash_files(files) == self.fingerprint
+
+
+class EvalReport(Record):
+    """Test-split metrics and the files that show them."""
+
+    metrics: dict[str, float]
+    metrics_path: str
+    curves_path: str
+    predictions_path: str
+
+    def is_intact(self) -> bool:
+        files = [Path(self.metrics_path), Path(self.curves_path), Path(self.predictions_path)]
+        return all(f.is_file() for f in files) and hash_file(files[0]) == self.fingerprint
+
+
+class ModelVersion(Record):
+    """A registered model version in MLflow."""
+
+    name: str
+    version: str
+    run_id: str
+    aliases: list[str]
+
+    def is_intact(self) -> bool:
+        from multitask import registry  # MLflow is slow to import; only this check needs it
+
+        return registry.version_matches(self)
+
+
+def hash_files(files: list[Path]) -> str:
+    return digest(*(hash_file(f) for f in files))

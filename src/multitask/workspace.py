@@ -1,0 +1,50 @@
+"""Where everything lives: `.multitask/` in the current directory, or `$MULTITASK_HOME`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from multitask.errors import WorkspaceError
+
+
+def root() -> Path:
+    return Path(os.environ.get("MULTITASK_HOME") or ".multitask").expanduser().resolve()
+
+
+def ensure(path: Path | None = None) -> Path:
+    """Create a workspace folder (default: the root) and check that it is writable."""
+    path = path or root()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise WorkspaceError(f"workspace {path} is not writable: {exc.strerror or exc}") from exc
+    return path
+
+
+def tfds_dir() -> Path:
+    return root() / "tfds"
+
+
+def step_dir(step: str, key: str) -> Path:
+    """The output folder of one cached step, named by its cache key."""
+    return root() / "steps" / step / key[:24]
+
+
+def prefect_results_dir() -> Path:
+    return root() / "prefect-results"
+
+
+def locks_dir() -> Path:
+    return root() / "locks"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root() / 'mlflow.db'}"
+
+
+def artifacts_uri() -> str:
+    return (root() / "mlartifacts").as_uri()

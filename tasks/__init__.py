@@ -1,0 +1,1 @@
+"""Prefect task wrappers: retries, cache policy, artifacts. The logic lives in `multitask`."""

@@ -1,0 +1,65 @@
+"""Content-keyed caching for our Prefect tasks.
+
+Key = hash(task name, fingerprint of `src/multitask`, each input's content fingerprint): see
+`multitask.fingerprint.step_key`. Prefect's TASK_SOURCE would only hash the wrapper.
+Results are JSON records in the workspace; concurrent runs with the same key are serialised
+by file locks, so one computes and the others read its result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import Task
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+from prefect.locking.filesystem import FileSystemLockManager
+from prefect.results import ResultStore
+from prefect.transactions import IsolationLevel, get_transaction
+
+from multitask import workspace
+from multitask.fingerprint import step_key
+
+
+def _drop_if_broken(store: ResultStore, key: str) -> None:
+    """A cached record whose files are gone or changed is deleted, so the lookup misses."""
+    if not store.exists(key):
+        return
+    try:
+        value = store.read(key).result
+        intact = value.is_intact() if hasattr(value, "is_intact") else True
+    except Exception:  # unreadable record: treat as broken
+        intact = False
+    if not intact:
+        (Path(store.result_storage.basepath) / key).unlink(missing_ok=True)
+
+
+@dataclass
+class ContentKey(CachePolicy):
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
+                    flow_parameters: dict[str, Any], **kwargs: Any) -> str:
+        key = step_key(task_ctx.task.name, inputs)
+        _drop_if_broken(task_ctx.result_store, key)
+        return key
+
+
+def in_workspace(task: Task) -> Task:
+    """The task with its cache, results and locks in the current workspace.
+
+    Bound at run time, not import time, because the workspace comes from the environment.
+    """
+    policy = ContentKey().configure(
+        isolation_level=IsolationLevel.SERIALIZABLE,
+        lock_manager=FileSystemLockManager(lock_files_directory=workspace.locks_dir()),
+    )
+    return task.with_options(cache_policy=policy, result_storage=workspace.prefect_results_dir())
+
+
+def output_dir() -> Path:
+    """The running step's own output folder, named by its cache key."""
+    txn = get_transaction()
+    if txn is None or not txn.key:
+        raise RuntimeError("output_dir() needs a cached task run (a transaction with a key)")
+    return workspace.step_dir(TaskRunContext.get().task.name, txn.key)

@@ -1,0 +1,36 @@
+"""Evaluation step: test metrics, plots, and Prefect artifacts that show them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from multitask.config import EvaluateConfig
+from multitask.evaluate import evaluate
+from multitask.records import EvalReport, SnapshotRef, TrainedModelRef
+from tasks.caching import output_dir
+
+
+def _summary(report: EvalReport, trained: TrainedModelRef) -> str:
+    m = report.metrics
+    return "\n".join([
+        "# Test metrics",
+        f"accuracy **{m['accuracy']:.3f}**, mean IoU **{m['mean_iou']:.3f}**, "
+        f"IoU>=0.5 **{m['iou50']:.3f}**, top-5 {m['top5_accuracy']:.3f}",
+        f"losses: total {m['loss']:.4f}, label {m['label_loss']:.4f}, box {m['box_loss']:.4f}",
+        f"training: {trained.epochs} epochs (best {trained.best_epoch}), "
+        f"{trained.train_seconds:.1f} s, {trained.images_per_second:.0f} images/s",
+        f"files: `{Path(report.curves_path)}`, `{Path(report.predictions_path)}`",
+    ])
+
+
+@task(name="evaluate_model", result_serializer="json")
+def evaluate_model(trained: TrainedModelRef, snapshot: SnapshotRef, evaluate_config: EvaluateConfig) -> EvalReport:
+    report = evaluate(trained, snapshot, evaluate_config, output_dir())
+    create_table_artifact(key="test-metrics", table=[{"metric": k, "value": v} for k, v in report.metrics.items()],
+                          description="Test-split metrics of the trained model")
+    create_markdown_artifact(key="evaluation-summary", markdown=_summary(report, trained),
+                             description="Evaluation summary")
+    return report
