@@ -144,7 +144,7 @@ def list_models() -> list[dict[str, Any]]:
     for rm in c.search_registered_models():
         for found in sorted(c.search_model_versions(f"name = '{rm.name}'"), key=lambda v: -int(v.version)):
             mv = c.get_model_version(rm.name, found.version)  # search results carry no aliases
-            rows.append({"name": rm.name, "version": mv.version, "aliases": sorted(mv.aliases),
+            rows.append({"name": rm.name, "version": str(mv.version), "aliases": sorted(mv.aliases),
                          "accuracy": mv.tags.get("test_accuracy"), "mean_iou": mv.tags.get("test_mean_iou"),
                          "created": mv.creation_timestamp})
     return rows

@@ -1,0 +1,58 @@
+"""Shared fixtures: Prefect's test harness (once per session) and a workspace per test module.
+
+Environment variables are set before Prefect or TensorFlow is imported, so every run of the
+suite uses temporary homes and never touches the user's own Prefect profile.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_HOME = Path(tempfile.mkdtemp(prefix="multitask-tests-"))
+os.environ["PREFECT_HOME"] = str(_HOME / "prefect")
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_HOME / "prefect" / "storage")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("PREFECT_API_URL", None)
+
+import pytest  # noqa: E402
+
+from multitask.config import RunConfig, load_config  # noqa: E402
+
+TINY = [
+    "data.train_size=40", "data.validation_size=10", "data.test_size=10", "data.image_size=32",
+    "train.epochs=1", "train.batch_size=16", "evaluate.grid_size=2",
+]
+
+
+def tiny_config(*sets: str, preset: str = "default") -> RunConfig:
+    """A config that trains in seconds: tens of 32x32 images, one epoch."""
+    return load_config(preset, sets=[*TINY, *sets])
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "workspace"
+    monkeypatch.setenv("MULTITASK_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="module")
+def module_workspace(tmp_path_factory) -> Path:
+    """One workspace shared by a module's tests, so they can build on a cached baseline."""
+    home = tmp_path_factory.mktemp("workspace")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MULTITASK_HOME", str(home))
+        yield home

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from multitask.config import RunConfig, load_config, parse_set
+from multitask.errors import ConfigError
+
+
+def test_seed_preset_matches_the_starting_point():
+    cfg = load_config("seed")
+    assert cfg.model.preset == "seed"
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.learning_rate) == (10, 32, 1e-3)
+    assert (cfg.train.box_loss, cfg.train.label_loss_weight, cfg.train.box_loss_weight) == ("bce", 1.0, 1.0)
+    assert cfg.train.augment_flip is False
+
+
+def test_layers_apply_in_order(tmp_path: Path):
+    toml = tmp_path / "run.toml"
+    toml.write_text('[train]\nepochs = 4\nlearning_rate = 0.01\n[registry]\nmodel_name = "birds"\n')
+    cfg = load_config("default", toml, ["train.epochs=6", 'data.dataset="shapes"'], {"train": {"batch_size": 8}})
+    assert (cfg.train.epochs, cfg.train.learning_rate, cfg.train.batch_size) == (6, 0.01, 8)
+    assert cfg.registry.model_name == "birds"
+
+
+def test_set_values_are_typed():
+    assert parse_set("train.augment_flip=false") == {"train": {"augment_flip": False}}
+    assert parse_set("train.learning_rate=3e-4") == {"train": {"learning_rate": 3e-4}}
+    assert parse_set("data.dataset=shapes") == {"data": {"dataset": "shapes"}}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"preset": "huge"}, "unknown preset 'huge'"),
+    ({"sets": ["train.lr=1"]}, "unknown setting 'train.lr'"),
+    ({"sets": ["optimizer.lr=1"]}, "unknown config section 'optimizer'"),
+    ({"sets": ["epochs"]}, "section.key=value"),
+    ({"sets": ["train.epochs=0"]}, "train.epochs"),
+    ({"sets": ["train.box_loss=l7"]}, "train.box_loss"),
+    ({"sets": ["registry.model_name=../escape"]}, "registry.model_name"),
+    ({"config_file": Path("/nonexistent/run.toml")}, "cannot read config file"),
+])
+def test_bad_config_is_one_clear_error(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load_config(**kwargs)
+
+
+def test_config_round_trips_through_json():
+    cfg = load_config("seed", sets=["train.epochs=3"])
+    assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg

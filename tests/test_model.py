@@ -1,0 +1,76 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from multitask.config import ModelConfig, TrainConfig
+from multitask.losses import BoxLoss, giou
+from multitask.metrics import box_iou_numpy
+from multitask.model import build_model, compile_model, load
+
+
+def test_seed_preset_is_the_starting_point():
+    model = build_model(ModelConfig(preset="seed"), num_classes=10, image_size=64)
+    assert model.count_params() == 6_313_550
+    assert set(model.output_names) == {"label", "box"}
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds.count("Conv2D") == 2 and kinds.count("Dense") == 4 and kinds.count("MaxPooling2D") == 2
+
+
+@pytest.mark.parametrize("preset", ["seed", "default"])
+def test_outputs_are_probabilities_and_unit_boxes(preset):
+    model = build_model(ModelConfig(preset=preset), num_classes=5, image_size=32)
+    out = model.predict(np.random.default_rng(0).random((3, 32, 32, 3), dtype=np.float32), verbose=0)
+    assert out["label"].shape == (3, 5) and out["box"].shape == (3, 4)
+    np.testing.assert_allclose(out["label"].sum(axis=1), 1.0, rtol=1e-5)
+    assert (out["box"] >= 0).all() and (out["box"] <= 1).all()
+
+
+def test_same_model_seed_gives_same_weights():
+    a = build_model(ModelConfig(seed=3), 10, 32).get_weights()
+    b = build_model(ModelConfig(seed=3), 10, 32).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_default_model_round_trips_in_safe_mode(tmp_path):
+    model = build_model(ModelConfig(), 10, 32)
+    compile_model(model, TrainConfig(box_loss="huber+giou"))
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = load(path)
+    x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0)["box"], model.predict(x, verbose=0)["box"], atol=1e-6)
+    assert loaded.loss["box"].kind == "huber+giou"
+
+
+BOX = np.array([[0.2, 0.2, 0.6, 0.6]], dtype=np.float32)
+
+
+@pytest.mark.parametrize("kind", ["huber", "giou", "huber+giou"])
+def test_box_loss_is_zero_on_identical_boxes_and_grows_apart(kind):
+    loss = BoxLoss(kind=kind)
+    values = [float(loss(BOX, BOX + shift)) for shift in (0.0, 0.05, 0.2, 0.4)]
+    assert values[0] == pytest.approx(0.0, abs=1e-6)
+    assert values == sorted(values) and values[1] > 0
+
+
+def test_giou_has_a_gradient_for_disjoint_boxes():
+    far = tf.Variable([[0.7, 0.7, 0.9, 0.9]])
+    with tf.GradientTape() as tape:
+        value = 1.0 - giou(tf.constant(BOX), far)
+    assert float(tf.reduce_sum(tf.abs(tape.gradient(value, far)))) > 0
+
+
+def test_box_iou_known_values():
+    a = np.array([[0, 0, 1, 1], [0, 0, 0.5, 0.5], [0, 0, 0.2, 0.2]], dtype=np.float32)
+    b = np.array([[0, 0, 1, 1], [0, 0.25, 0.5, 0.75], [0.5, 0.5, 1, 1]], dtype=np.float32)
+    np.testing.assert_allclose(box_iou_numpy(a, b), [1.0, 1 / 3, 0.0], atol=1e-6)
+
+
+def test_lambda_layers_are_refused_on_load(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs))
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    with pytest.raises(ValueError, match="lambda|Lambda|unsafe"):
+        load(path)

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from multitask.config import DataConfig
+from multitask.datasets import catalog
+from multitask.pipeline import build_snapshot, flip_box, make_dataset
+
+
+def test_flip_box_formula():
+    box = tf.constant([0.1, 0.2, 0.5, 0.7])
+    np.testing.assert_allclose(flip_box(box).numpy(), [0.1, 0.3, 0.5, 0.8], atol=1e-6)
+    np.testing.assert_allclose(flip_box(flip_box(box)).numpy(), box.numpy(), atol=1e-6)
+
+
+def _box_of_bright_pixels(image: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(image[..., 0] > 0.5)
+    size = image.shape[0]
+    return np.array([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]) / size
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ws")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MULTITASK_HOME", str(home))
+        ref = catalog.prepare(DataConfig(train_size=24, validation_size=6, test_size=6))
+        yield build_snapshot(ref, 32, home / "snapshot")
+
+
+def test_snapshot_holds_resized_uint8(snapshot):
+    assert snapshot.splits == {"train": 24, "validation": 6, "test": 6} and snapshot.is_intact()
+    example = next(iter(tf.data.Dataset.load(f"{snapshot.path}/train")))
+    assert example["image"].shape == (32, 32, 3) and example["image"].dtype == tf.uint8
+    assert example["label"].dtype == tf.int32 and example["box"].dtype == tf.float32
+
+
+def test_batches_have_keras_layout_and_ranges(snapshot):
+    images, targets = next(iter(make_dataset(snapshot, "train", 8, shuffle_buffer=24, augment_flip=True, seed=1)))
+    assert images.shape == (8, 32, 32, 3) and images.dtype == tf.float32
+    assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
+    assert targets["label"].shape == (8,) and targets["box"].shape == (8, 4)
+    boxes = targets["box"].numpy()
+    assert ((0 <= boxes) & (boxes <= 1)).all() and (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+
+
+def test_shuffle_and_flips_are_seeded(snapshot):
+    def first_epoch(seed):
+        batches = make_dataset(snapshot, "train", 24, shuffle_buffer=24, augment_flip=True, seed=seed)
+        images, targets = next(iter(batches))
+        return images.numpy(), targets["box"].numpy()
+
+    a, b, c = first_epoch(5), first_epoch(5), first_epoch(6)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_flipped_image_and_box_agree(tmp_path):
+    image = np.zeros((16, 16, 3), dtype=np.uint8)
+    image[2:7, 1:5] = 255  # a bright rectangle, box [2, 1, 7, 5] / 16
+    box = np.array([2, 1, 7, 5], dtype=np.float32) / 16
+    data = tf.data.Dataset.from_tensors({"image": image, "label": np.int32(0), "box": box}).repeat(40)
+    data.save(str(tmp_path / "train"))
+    from multitask.records import SnapshotRef
+
+    ref = SnapshotRef(path=str(tmp_path), class_names=["a"], splits={"train": 40}, image_size=16, fingerprint="-")
+    images, targets = next(iter(make_dataset(ref, "train", 40, augment_flip=True, seed=0)))
+    flipped = 0
+    for im, bx in zip(images.numpy(), targets["box"].numpy()):
+        np.testing.assert_allclose(_box_of_bright_pixels(im), bx, atol=1e-6)
+        flipped += not np.allclose(bx, box)
+    assert 0 < flipped < 40  # some flipped, some not

@@ -1,0 +1,143 @@
+"""The train flow end to end under Prefect's test harness, with a real MLflow store.
+
+The module shares one workspace: `baseline` trains once, and each test re-runs the flow
+with one change and checks which steps ran again.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import TINY, tiny_config
+from flows.train import train_flow
+from multitask import fingerprint, registry
+from multitask.errors import DataError
+from tasks import data as data_tasks
+
+DATA_STEPS = ("prepare_dataset", "build_snapshot")
+ALL_STEPS = (*DATA_STEPS, "build_model", "train_model", "evaluate_model", "register_model")
+
+
+@pytest.fixture(scope="module")
+def baseline(prefect_server, module_workspace):
+    return train_flow(config=tiny_config())
+
+
+def _versions(name="multitask-shapes") -> list[str]:
+    return sorted((row["version"] for row in registry.list_models() if row["name"] == name), key=int)
+
+
+def test_first_run_trains_evaluates_and_registers(baseline):
+    assert baseline["steps"] == {step: "Completed" for step in ALL_STEPS}
+    assert baseline["version"] == "1" and set(baseline["aliases"]) == {"challenger", "champion"}
+    assert set(baseline["metrics"]) == {"accuracy", "mean_iou", "iou50", "loss", "label_loss", "box_loss"}
+    run_dir = Path(baseline["run_dir"])
+    assert (run_dir / "model.keras").is_file() and (run_dir / "tensorboard").is_dir()
+    report_files = {p.name for p in (run_dir.parent.parent / "evaluate_model").rglob("*") if p.is_file()}
+    assert {"metrics.json", "curves.png", "predictions.png"} <= report_files
+
+    version = registry.client().get_model_version("multitask-shapes", "1")
+    assert {"data_fingerprint", "config_fingerprint", "code_fingerprint", "prefect_flow_run_id",
+            "tensorflow_version", "keras_version"} <= set(version.tags)
+    assert version.tags["code_fingerprint"] == fingerprint.library_fingerprint()
+
+
+def test_metrics_artifacts_are_published(baseline):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        keys = {artifact.key for artifact in client.read_artifacts()}
+    assert {"test-metrics", "evaluation-summary"} <= keys
+
+
+def test_rerun_is_all_cached_and_registers_nothing(baseline):
+    before = _versions()
+    again = train_flow(config=tiny_config())
+    assert again["steps"] == {step: "Cached" for step in ALL_STEPS}
+    assert again["version"] == baseline["version"] and _versions() == before
+
+
+def test_learning_rate_change_reruns_training_onward(baseline):
+    changed = train_flow(config=tiny_config("train.learning_rate=0.002"))
+    assert [changed["steps"][s] for s in (*DATA_STEPS, "build_model")] == ["Cached"] * 3
+    assert [changed["steps"][s] for s in ("train_model", "evaluate_model", "register_model")] == ["Completed"] * 3
+    assert changed["version"] != baseline["version"]
+    assert changed["aliases"] == ["challenger"]  # champion stays with the first version
+
+
+def test_dataset_seed_change_is_a_miss(baseline):
+    changed = train_flow(config=tiny_config("data.seed=1"))
+    # the initial model depends on class count and image size only, so it stays cached
+    assert changed["steps"].pop("build_model") == "Cached"
+    assert set(changed["steps"].values()) == {"Completed"}
+
+
+def test_library_source_change_misses_every_step(baseline, tmp_path, monkeypatch):
+    copy = tmp_path / "multitask"
+    shutil.copytree(fingerprint.LIBRARY_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "losses.py").write_text((copy / "losses.py").read_text() + "\n# edited\n")
+    monkeypatch.setattr(fingerprint, "LIBRARY_DIR", copy)
+    changed = train_flow(config=tiny_config())
+    assert changed["steps"] == {step: "Completed" for step in ALL_STEPS}
+
+
+def test_deleted_outputs_are_recomputed_not_a_broken_hit(baseline):
+    snapshots = Path(baseline["run_dir"]).parents[1] / "build_snapshot"
+    shutil.rmtree(snapshots)
+    again = train_flow(config=tiny_config())
+    assert again["steps"]["prepare_dataset"] == "Cached"
+    assert again["steps"]["build_snapshot"] == "Completed"
+    assert any(snapshots.iterdir())
+
+
+def _fail_first_calls(monkeypatch, exc: Exception, times: int) -> list[int]:
+    calls: list[int] = []
+    real = data_tasks.catalog.prepare
+
+    def flaky(data):
+        calls.append(1)
+        if len(calls) <= times:
+            raise exc
+        return real(data)
+
+    monkeypatch.setattr(data_tasks.catalog, "prepare", flaky)
+    return calls
+
+
+def test_transient_error_is_retried_and_the_flow_completes(baseline, monkeypatch):
+    calls = _fail_first_calls(monkeypatch, OSError("disk hiccup"), times=1)
+    result = train_flow(config=tiny_config("data.seed=2"))
+    assert len(calls) == 2 and result["steps"]["prepare_dataset"] == "Completed"
+
+
+def test_bad_input_fails_once_without_retry(baseline, monkeypatch):
+    calls = _fail_first_calls(monkeypatch, DataError("row 3: xmin >= xmax"), times=5)
+    with pytest.raises(DataError, match="xmin >= xmax"):
+        train_flow(config=tiny_config("data.seed=3"))
+    assert len(calls) == 1
+
+
+def test_cli_json_contract(baseline):
+    from multitask.cli import app
+
+    expected = train_flow(config=tiny_config())  # earlier tests may have moved the latest version
+    args = ["train", "--json", *(arg for item in TINY for arg in ("--set", item))]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert set(summary) == {"model", "version", "aliases", "metrics", "steps", "run_dir"}
+    assert summary["version"] == expected["version"]
+    assert summary["steps"] == {step: "Cached" for step in ALL_STEPS}
+
+
+def test_cli_models_list(baseline):
+    from multitask.cli import app
+
+    result = CliRunner().invoke(app, ["models", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    first = next(row for row in rows if row["version"] == "1")
+    assert "champion" in first["aliases"]
