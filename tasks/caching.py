@@ -8,6 +8,8 @@ by file locks, so one computes and the others read its result.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,40 @@ def _drop_if_broken(store: ResultStore, key: str) -> None:
         (Path(store.result_storage.basepath) / key).unlink(missing_ok=True)
 
 
+def _dead_local_holder(holder: str) -> bool:
+    """Prefect names a lock holder `hostname:pid:thread...`; True if that process is gone."""
+    hostname, _, rest = holder.partition(":")
+    pid = rest.split(":", 1)[0]
+    if hostname != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+class ReclaimingLockManager(FileSystemLockManager):
+    """File locks that a killed process cannot leave behind.
+
+    Prefect's file locks never expire unless given a hold timeout, which its transactions
+    don't pass: a run killed mid-training would block every later run with the same key.
+    A lock whose holder was a process on this host that no longer exists is released.
+    """
+
+    def is_locked(self, key: str, use_cache: bool = False) -> bool:
+        if not super().is_locked(key, use_cache=use_cache):
+            return False
+        info = self._get_lock_info(key, use_cache=use_cache)
+        if info is not None and _dead_local_holder(info["holder"]):
+            Path(info["path"]).unlink(missing_ok=True)
+            self._locks.pop(key, None)
+            return False
+        return True
+
+
 @dataclass
 class ContentKey(CachePolicy):
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
@@ -52,7 +88,7 @@ def in_workspace(task: Task) -> Task:
     """
     policy = ContentKey().configure(
         isolation_level=IsolationLevel.SERIALIZABLE,
-        lock_manager=FileSystemLockManager(lock_files_directory=workspace.locks_dir()),
+        lock_manager=ReclaimingLockManager(lock_files_directory=workspace.locks_dir()),
     )
     return task.with_options(cache_policy=policy, result_storage=workspace.prefect_results_dir())
 
