@@ -9,7 +9,7 @@ from prefect import Task, flow, get_run_logger
 from multitask import registry, workspace
 from multitask.config import RunConfig
 from tasks.caching import in_workspace
-from tasks.data import build_snapshot, prepare_dataset
+from tasks.data import build_snapshot, prepare_dataset, validate_dataset
 from tasks.evaluate import evaluate_model
 from tasks.model import build_model, train_model
 from tasks.register import register_model
@@ -29,7 +29,8 @@ def train_flow(config: RunConfig = RunConfig()) -> dict[str, Any]:
         return state.result()
 
     dataset = run(prepare_dataset, data=config.data)
-    snapshot = run(build_snapshot, dataset=dataset, image_size=config.data.image_size)
+    snapshot = run(build_snapshot, dataset=dataset, data=config.data)
+    run(validate_dataset, snapshot=snapshot)  # fails the flow before training on bad data
     initial = run(build_model, model=config.model, num_classes=dataset.num_classes,
                   image_size=config.data.image_size)
     trained = run(train_model, model=initial, snapshot=snapshot, train_config=config.train)

@@ -1,13 +1,15 @@
-"""Data steps: build the TFDS records, then the preprocessed snapshot training reads."""
+"""Data steps: build the TFDS records, the preprocessed snapshot training reads, and check it."""
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 
 from multitask.config import DataConfig
 from multitask.datasets import catalog
 from multitask.pipeline import build_snapshot as write_snapshot
-from multitask.records import DatasetRef, SnapshotRef
+from multitask.records import DatasetRef, SnapshotRef, ValidationReport
+from multitask.validate import validate
 from tasks import retries
 from tasks.caching import output_dir
 
@@ -18,5 +20,22 @@ def prepare_dataset(data: DataConfig) -> DatasetRef:
 
 
 @task(name="build_snapshot", result_serializer="json", **retries.IO)
-def build_snapshot(dataset: DatasetRef, image_size: int) -> SnapshotRef:
-    return write_snapshot(dataset, image_size, output_dir())
+def build_snapshot(dataset: DatasetRef, data: DataConfig) -> SnapshotRef:
+    return write_snapshot(dataset, data, output_dir())
+
+
+def _markdown(report: ValidationReport) -> str:
+    lines = ["# Dataset validation", "",
+             "examples: " + ", ".join(f"{split} {n}" for split, n in report.examples.items())]
+    lines += ["", "warnings:"] + [f"- {w}" for w in report.warnings] if report.warnings else ["", "no warnings"]
+    return "\n".join(lines + ["", f"report: `{report.path}`"])
+
+
+@task(name="validate_dataset", result_serializer="json")
+def validate_dataset(snapshot: SnapshotRef) -> ValidationReport:
+    report = validate(snapshot, output_dir())
+    for warning in report.warnings:
+        get_run_logger().warning("dataset: %s", warning)
+    create_markdown_artifact(key="dataset-validation", markdown=_markdown(report),
+                             description="Dataset validation report")
+    return report

@@ -24,8 +24,8 @@ def snapshot(tmp_path_factory):
     home = tmp_path_factory.mktemp("ws")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MULTITASK_HOME", str(home))
-        ref = catalog.prepare(DataConfig(train_size=24, validation_size=6, test_size=6))
-        yield build_snapshot(ref, 32, home / "snapshot")
+        data = DataConfig(train_size=24, validation_size=6, test_size=6, image_size=32)
+        yield build_snapshot(catalog.prepare(data), data, home / "snapshot")
 
 
 def test_snapshot_holds_resized_uint8(snapshot):
@@ -59,7 +59,7 @@ def test_flipped_image_and_box_agree(tmp_path):
     image = np.zeros((16, 16, 3), dtype=np.uint8)
     image[2:7, 1:5] = 255  # a bright rectangle, box [2, 1, 7, 5] / 16
     box = np.array([2, 1, 7, 5], dtype=np.float32) / 16
-    data = tf.data.Dataset.from_tensors({"image": image, "label": np.int32(0), "box": box}).repeat(40)
+    data = tf.data.Dataset.from_tensors({"image": image, "label": np.int32(0), "box": box, "filename": b""}).repeat(40)
     data.save(str(tmp_path / "train"))
     from multitask.records import SnapshotRef
 

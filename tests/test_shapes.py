@@ -50,5 +50,5 @@ def test_box_is_the_tight_box_of_the_shape():
 def test_unknown_or_unsupported_spec_is_a_data_error(workspace):
     with pytest.raises(DataError, match="unknown dataset spec 'nope'"):
         catalog.prepare(DataConfig(dataset="nope"))
-    with pytest.raises(DataError, match="not supported yet"):
-        catalog.prepare(DataConfig(dataset="folder:/tmp/x"))
+    with pytest.raises(DataError, match="not in the catalog"):
+        catalog.prepare(DataConfig(dataset="tfds:mnist"))

@@ -20,7 +20,7 @@ def inputs(tmp_path_factory):
     cfg = tiny_config()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MULTITASK_HOME", str(home))
-        snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data.image_size, home / "snapshot")
+        snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, home / "snapshot")
         model = build_model(cfg.model, 10, cfg.data.image_size)
         path = home / "initial.keras"
         model.save(path)

@@ -17,7 +17,7 @@ from multitask import fingerprint, registry
 from multitask.errors import DataError
 from tasks import data as data_tasks
 
-DATA_STEPS = ("prepare_dataset", "build_snapshot")
+DATA_STEPS = ("prepare_dataset", "build_snapshot", "validate_dataset")
 ALL_STEPS = (*DATA_STEPS, "build_model", "train_model", "evaluate_model", "register_model")
 
 
@@ -62,7 +62,7 @@ def test_rerun_is_all_cached_and_registers_nothing(baseline):
 
 def test_learning_rate_change_reruns_training_onward(baseline):
     changed = train_flow(config=tiny_config("train.learning_rate=0.002"))
-    assert [changed["steps"][s] for s in (*DATA_STEPS, "build_model")] == ["Cached"] * 3
+    assert [changed["steps"][s] for s in (*DATA_STEPS, "build_model")] == ["Cached"] * 4
     assert [changed["steps"][s] for s in ("train_model", "evaluate_model", "register_model")] == ["Completed"] * 3
     assert changed["version"] != baseline["version"]
     assert changed["aliases"] == ["challenger"]  # champion stays with the first version

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import typer
 
 from multitask.config import load_config
-from multitask.datasets.spec import check as check_spec
+from multitask.datasets.spec import parse as parse_spec
 from multitask.errors import UserError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
@@ -63,7 +63,7 @@ def train(
         overrides["train"] = {"epochs": epochs}
     try:
         run_config = load_config(preset, config, sets, overrides)
-        check_spec(run_config.data.dataset)
+        parse_spec(run_config.data.dataset)
     except UserError as exc:
         _fail(str(exc))
     _quiet_environment()

@@ -21,12 +21,26 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    dataset: str = Field("shapes", description="Dataset spec: `shapes` (embedded, generated offline).")
+    dataset: str = Field("shapes", description="Dataset spec: `shapes`, `tfds:NAME`, `folder:PATH`.")
     train_size: int = Field(3000, ge=1, description="Generated training examples (`shapes` only).")
     validation_size: int = Field(300, ge=1, description="Generated validation examples (`shapes` only).")
     test_size: int = Field(500, ge=1, description="Generated test examples (`shapes` only).")
     seed: int = Field(0, ge=0, description="Generator seed: the same seed gives the same dataset.")
     image_size: int = Field(64, ge=16, le=512, description="Side of the square model input, pixels.")
+    resize: Literal["stretch", "letterbox"] = Field(
+        "stretch", description="How images become square: stretch, or scale and pad (boxes follow)."
+    )
+    multi_object: Literal["error", "skip", "largest"] | None = Field(
+        None, description="Images with several objects: folder default `error`, TFDS default `skip`."
+    )
+
+    @property
+    def fingerprint(self) -> str:
+        """The settings plus the content of the data they name, so an edited image is a miss."""
+        from multitask.datasets.spec import source_fingerprint
+        from multitask.fingerprint import digest
+
+        return digest("DataConfig", self.model_dump_json(), source_fingerprint(self.dataset))
 
 
 class ModelConfig(Section):

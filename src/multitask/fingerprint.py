@@ -40,6 +40,13 @@ def hash_tree(root: Path, pattern: str = "*") -> str:
     return digest(*(f"{p.relative_to(root).as_posix()}:{hash_file(p)}" for p in files))
 
 
+def hash_listing(root: Path) -> str:
+    """Hash of file names and sizes only: for large versioned data where reading all is too slow."""
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return digest(*(f"{p.relative_to(root).as_posix()}:{p.stat().st_size}" for p in files))
+
+
 def library_fingerprint() -> str:
     """Hash of all of `src/multitask`'s Python source (never stale, sometimes over-eager)."""
     return hash_tree(LIBRARY_DIR, "*.py")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from multitask.atomic import replace_dir
-from multitask.errors import DataError
+from multitask.config import DataConfig
+from multitask.datasets import catalog
 from multitask.fingerprint import hash_tree
 from multitask.records import DatasetRef, SnapshotRef
 
@@ -20,33 +20,56 @@ SPLITS = ("train", "validation", "test")
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def resize_example(example: dict, image_size: int) -> dict:
-    """TFDS example -> {"image": uint8[S, S, 3], "label": int32, "box": float32[4]}.
+def _letterbox(image: tf.Tensor, box: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Scale the longer side to `size`, pad the other evenly; move the box with the image."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = size / tf.reduce_max(shape)
+    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), 1)
+    resized = tf.image.resize(image, new, antialias=True)
+    top, left = (size - new[0]) // 2, (size - new[1]) // 2
+    padded = tf.image.pad_to_bounding_box(resized, top, left, size, size)
+    offset = tf.cast(tf.stack([top, left, top, left]), tf.float32)
+    extent = tf.cast(tf.stack([new[0], new[1], new[0], new[1]]), tf.float32)
+    return padded, (box * extent + offset) / size
 
-    Stretching keeps relative box coordinates unchanged.
+
+def resize_example(example: dict, image_size: int, policy: str = "stretch") -> dict:
+    """-> {"image": uint8[S, S, 3], "label": int32, "box": float32[4], "filename": string}.
+
+    Stretching keeps relative box coordinates unchanged; letterboxing shifts and scales them.
     """
-    image = tf.image.resize(example["image"], (image_size, image_size), antialias=True)
+    box = tf.cast(example["bbox"], tf.float32)
+    if policy == "letterbox":
+        image, box = _letterbox(example["image"], box, image_size)
+    else:
+        image = tf.image.resize(example["image"], (image_size, image_size), antialias=True)
     return {
         "image": tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
         "label": tf.cast(example["label"], tf.int32),
-        "box": tf.cast(example["bbox"], tf.float32),
+        "box": box,
+        "filename": example["filename"],
     }
 
 
-def build_snapshot(dataset: DatasetRef, image_size: int, out_dir: Path) -> SnapshotRef:
-    """Decode and resize every split once and save it with `tf.data.Dataset.save`."""
-    builder = tfds.builder_from_directory(dataset.path)
-    missing = [s for s in SPLITS if s not in builder.info.splits]
-    if missing:
-        raise DataError(f"dataset {dataset.spec!r} has no {', '.join(missing)} split")
+def _count(ds: tf.data.Dataset) -> tuple[int, int]:
+    """(all examples, kept examples) of a split, reading labels and boxes only."""
+    total, kept = ds.reduce((0, 0), lambda acc, ex: (acc[0] + 1, acc[1] + tf.cast(ex["keep"], tf.int32)))
+    return int(total), int(kept)
+
+
+def build_snapshot(dataset: DatasetRef, data: DataConfig, out_dir: Path) -> SnapshotRef:
+    """Decode, filter and resize every split once and save it with `tf.data.Dataset.save`."""
+    kept, dropped = {}, {}
     with replace_dir(out_dir) as tmp:
         for split in SPLITS:
-            ds = builder.as_dataset(split=split, shuffle_files=False)
-            ds = ds.map(lambda ex: resize_example(ex, image_size), num_parallel_calls=AUTOTUNE)
+            total, kept[split] = _count(catalog.examples(dataset, split, data.multi_object, images=False))
+            dropped[split] = total - kept[split]
+            ds = catalog.examples(dataset, split, data.multi_object).filter(lambda ex: ex["keep"])
+            ds = ds.map(lambda ex: resize_example(ex, data.image_size, data.resize), num_parallel_calls=AUTOTUNE)
             ds.save(str(tmp / split))
     return SnapshotRef(
-        path=str(out_dir), class_names=dataset.class_names, splits=dataset.splits,
-        image_size=image_size, fingerprint=hash_tree(out_dir),
+        path=str(out_dir), class_names=dataset.class_names, splits=kept, dropped=dropped,
+        image_size=data.image_size, resize=data.resize, fingerprint=hash_tree(out_dir),
     )
 
 
@@ -59,8 +82,8 @@ def flip_box(box: tf.Tensor) -> tf.Tensor:
 def _random_flip(example: dict, coin: tf.Tensor) -> dict:
     flip = tf.equal(coin % 2, 0)
     return {
+        **example,
         "image": tf.cond(flip, lambda: tf.reverse(example["image"], axis=[1]), lambda: example["image"]),
-        "label": example["label"],
         "box": tf.cond(flip, lambda: flip_box(example["box"]), lambda: example["box"]),
     }
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from multitask.fingerprint import digest, hash_file, hash_tree
+from multitask.fingerprint import digest, hash_file, hash_listing, hash_tree
 
 
 class Record(BaseModel):
@@ -35,8 +35,14 @@ class DatasetRef(TreeRecord):
     """A prepared TFDS dataset (the builder's versioned data folder)."""
 
     spec: str
+    kind: str  # "shapes" | "folder" | "tfds"
     class_names: list[str]
-    splits: dict[str, int]
+    splits: dict[str, int]  # examples per split as built (empty where TFDS did not say)
+
+    def is_intact(self) -> bool:
+        if self.kind != "tfds":
+            return super().is_intact()
+        return Path(self.path).is_dir() and hash_listing(Path(self.path)) == self.fingerprint
 
     @property
     def num_classes(self) -> int:
@@ -47,8 +53,21 @@ class SnapshotRef(TreeRecord):
     """Decoded, resized uint8 images with labels and boxes, one `tf.data` save per split."""
 
     class_names: list[str]
-    splits: dict[str, int]
+    splits: dict[str, int]  # examples kept per split
+    dropped: dict[str, int] = {}  # examples left out per split (invalid box, several objects)
     image_size: int
+    resize: str = "stretch"
+
+
+class ValidationReport(Record):
+    """The outcome of checking a snapshot; its fingerprint is the snapshot's."""
+
+    path: str
+    warnings: list[str]
+    examples: dict[str, int]
+
+    def is_intact(self) -> bool:
+        return Path(self.path).is_file()
 
 
 class ModelRef(Record):

@@ -1,0 +1,194 @@
+"""Read a user's folder dataset: `annotations.csv` or COCO `annotations.json`, checked row by row.
+
+Everything is checked before anything is written, and every error names the file and the row
+or image, so a bad folder fails at once and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from multitask.errors import DataError
+
+CSV_NAME, COCO_NAME = "annotations.csv", "annotations.json"
+CSV_COLUMNS = ("filename", "label", "xmin", "ymin", "xmax", "ymax")
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One image with one object; `box` is [ymin, xmin, ymax, xmax] in [0, 1]."""
+
+    filename: str
+    label: str
+    box: tuple[float, float, float, float]
+    split: str
+
+
+@dataclass(frozen=True)
+class _Object:
+    label: str
+    pixels: tuple[float, float, float, float]  # xmin, ymin, xmax, ymax
+    where: str  # "row 7" or "annotation id 12", for error messages
+
+
+def stable_split(filename: str) -> str:
+    """80/10/10 by a hash of the file name: stable across runs, machines and row order."""
+    bucket = int(hashlib.sha256(filename.encode()).hexdigest(), 16) % 10
+    return "train" if bucket < 8 else "validation" if bucket == 8 else "test"
+
+
+def _image_size(root: Path, filename: str, where: str) -> tuple[int, int]:
+    path = root / filename
+    if not path.is_file():
+        raise DataError(f"{where}: image file {path} does not exist")
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            image.verify()  # structure and checksums, without decoding the pixels
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"{where}: {path} is not a readable image ({exc})") from exc
+    return size
+
+
+def _box(obj: _Object, filename: str, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    xmin, ymin, xmax, ymax = obj.pixels
+    width, height = size
+    if min(obj.pixels) < 0:
+        raise DataError(f"{obj.where} ({filename}): negative box coordinate in {list(obj.pixels)}")
+    if xmin >= xmax or ymin >= ymax:
+        raise DataError(f"{obj.where} ({filename}): box needs xmin < xmax and ymin < ymax, got {list(obj.pixels)}")
+    if xmax > width or ymax > height:
+        raise DataError(f"{obj.where} ({filename}): box {list(obj.pixels)} lies outside the "
+                        f"{width}x{height} image")
+    return (ymin / height, xmin / width, ymax / height, xmax / width)
+
+
+def _number(text: str, column: str, where: str) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: {column} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise DataError(f"{where}: {column} must be a finite number, got {text!r}")
+    return value
+
+
+def _read_csv(path: Path) -> tuple[dict[str, list[_Object]], dict[str, str]]:
+    objects: dict[str, list[_Object]] = {}
+    splits: dict[str, str] = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None:
+            raise DataError(f"{path} is empty: expected a header {','.join(CSV_COLUMNS)}[,split]")
+        header = [name.strip() for name in reader.fieldnames]
+        missing = [c for c in CSV_COLUMNS if c not in header]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the header must be "
+                            f"{','.join(CSV_COLUMNS)}[,split], got {','.join(header)}")
+        reader.fieldnames = header
+        for line, row in enumerate(reader, start=2):
+            where = f"{path.name} row {line}"
+            filename = (row["filename"] or "").strip()
+            label = (row["label"] or "").strip()
+            if not filename or not label:
+                raise DataError(f"{where}: filename and label must not be empty")
+            pixels = tuple(_number(row[c], c, where) for c in ("xmin", "ymin", "xmax", "ymax"))
+            objects.setdefault(filename, []).append(_Object(label, pixels, where))
+            if "split" in header:
+                split = (row["split"] or "").strip()
+                if split not in SPLITS:
+                    raise DataError(f"{where}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+                splits[filename] = split
+    if not objects:
+        raise DataError(f"{path} has a header but no rows")
+    return objects, splits
+
+
+def _read_coco(path: Path) -> dict[str, list[_Object]]:
+    try:
+        coco = json.loads(path.read_text(encoding="utf-8"))
+        images = {image["id"]: image["file_name"] for image in coco["images"]}
+        categories = {category["id"]: category["name"] for category in coco["categories"]}
+        annotations = coco["annotations"]
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"{path}: COCO needs images[id, file_name], categories[id, name] and "
+                        f"annotations[image_id, category_id, bbox]; missing {exc}") from exc
+    if not images:
+        raise DataError(f"{path} lists no images")
+    objects: dict[str, list[_Object]] = {name: [] for name in images.values()}
+    for index, annotation in enumerate(annotations):
+        where = f"{path.name} annotation {annotation.get('id', f'#{index}')}"
+        if annotation.get("image_id") not in images:
+            raise DataError(f"{where}: unknown image_id {annotation.get('image_id')!r}")
+        if annotation.get("category_id") not in categories:
+            raise DataError(f"{where}: unknown category_id {annotation.get('category_id')!r} "
+                            f"(known: {sorted(categories)})")
+        bbox = annotation.get("bbox")
+        if not isinstance(bbox, list) or len(bbox) != 4:
+            raise DataError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
+        x, y, w, h = (_number(v, "bbox", where) for v in bbox)
+        objects[images[annotation["image_id"]]].append(
+            _Object(categories[annotation["category_id"]], (x, y, x + w, y + h), where))
+    unannotated = [name for name, objs in objects.items() if not objs]
+    if unannotated:
+        raise DataError(f"{path}: {len(unannotated)} image(s) have no annotation, e.g. {unannotated[0]}")
+    return objects
+
+
+def _one_object(filename: str, objects: list[_Object], multi_object: str) -> _Object | None:
+    if len(objects) == 1:
+        return objects[0]
+    if multi_object == "largest":
+        return max(objects, key=lambda o: (o.pixels[2] - o.pixels[0]) * (o.pixels[3] - o.pixels[1]))
+    if multi_object == "skip":
+        return None
+    raise DataError(f"image {filename} has {len(objects)} objects ({objects[0].where}, {objects[1].where}); "
+                    f"one per image is expected (set data.multi_object = \"largest\" or \"skip\")")
+
+
+def _check_classes(examples: list[Example], where: Path) -> list[str]:
+    classes = sorted({e.label for e in examples})
+    if len(classes) < 2:
+        raise DataError(f"{where}: only one class ({classes[0]!r}); a classifier needs at least 2")
+    trained = {e.label for e in examples if e.split == "train"}
+    untrained = [c for c in classes if c not in trained]
+    if untrained:
+        raise DataError(f"{where}: class(es) {', '.join(map(repr, untrained))} have no training example")
+    return classes
+
+
+def read_folder(root: Path, multi_object: str = "error") -> tuple[list[Example], list[str]]:
+    """All examples of a folder dataset and its sorted class names; raises `DataError` on bad input."""
+    if not root.is_dir():
+        raise DataError(f"dataset folder {root} does not exist or is not a folder")
+    csv_path, coco_path = root / CSV_NAME, root / COCO_NAME
+    try:
+        if csv_path.is_file():
+            annotations, splits = _read_csv(csv_path)
+            source = csv_path
+        elif coco_path.is_file():
+            annotations, splits = _read_coco(coco_path), {}
+            source = coco_path
+        else:
+            raise DataError(f"{root} has neither {CSV_NAME} nor {COCO_NAME}")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read annotations in {root}: {exc}") from exc
+    examples = []
+    for filename, objects in annotations.items():
+        chosen = _one_object(filename, objects, multi_object)
+        if chosen is None:
+            continue
+        size = _image_size(root, filename, chosen.where)
+        split = splits.get(filename) or stable_split(filename)
+        examples.append(Example(filename, chosen.label, _box(chosen, filename, size), split))
+    return examples, _check_classes(examples, source)

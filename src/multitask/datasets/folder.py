@@ -1,0 +1,75 @@
+"""`folder:PATH`: a TFDS builder over the user's own images and annotations.
+
+Images of any size and mode become RGB at their original size; resizing to the model's
+input happens in the snapshot, with the configured policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from multitask.datasets.annotations import SPLITS, Example
+from multitask.errors import DataError
+
+
+@dataclasses.dataclass
+class FolderConfig(tfds.core.BuilderConfig):
+    root: str = ""
+    class_names: tuple[str, ...] = ()
+    examples: tuple[Example, ...] = ()
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as exc:
+        raise DataError(f"cannot decode image {path}: {exc}") from exc
+
+
+class Folder(tfds.core.GeneratorBasedBuilder):
+    """One object per image from a folder with `annotations.csv` or COCO `annotations.json`."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=f"Images and boxes from {self.builder_config.root}",
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "label": tfds.features.ClassLabel(names=list(self.builder_config.class_names)),
+                "bbox": tfds.features.BBoxFeature(),
+                "filename": tfds.features.Text(),
+            }),
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        return {split: self._generate_examples(split) for split in SPLITS}
+
+    def _generate_examples(self, split: str):
+        root = Path(self.builder_config.root)
+        for example in self.builder_config.examples:
+            if example.split == split:
+                yield example.filename, {
+                    "image": load_rgb(root / example.filename),
+                    "label": example.label,
+                    "bbox": tfds.features.BBox(*example.box),
+                    "filename": example.filename,
+                }
+
+
+def builder(root: Path, examples: list[Example], class_names: list[str], fingerprint: str,
+            data_dir: str) -> Folder:
+    """A builder whose TFDS folder is named by the content fingerprint: new data, new folder."""
+    label = re.sub(r"[^A-Za-z0-9_.-]", "_", root.name) or "data"
+    config = FolderConfig(name=f"{label}-{fingerprint[:16]}", root=str(root),
+                          class_names=tuple(class_names), examples=tuple(examples))
+    return Folder(config=config, data_dir=data_dir)
