@@ -1,0 +1,91 @@
+"""The `tfds:` catalog, offline: `tfds.testing.mock_data` with examples whose boxes are valid.
+
+The default mock draws invalid boxes (min > max); ours yields valid ones, and on purpose a
+few images with two objects and (for oxford_iiit_pet's test split) all-zero head boxes.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from multitask.config import DataConfig
+from multitask.datasets import catalog
+from multitask.datasets.spec import TFDS_NAMES
+from multitask.errors import DataError
+from multitask.pipeline import build_snapshot
+
+PER_SPLIT = 10
+CLASSES = {"caltech_birds2011": 200, "stanford_dogs": 120, "cars196": 196, "oxford_iiit_pet": 37, "voc/2007": 20}
+
+
+def _fake(feature, rng, objects: int, zero_box: bool):
+    if isinstance(feature, tfds.features.FeaturesDict):
+        return {key: _fake(value, rng, objects, zero_box) for key, value in feature.items()}
+    if isinstance(feature, tfds.features.Sequence):
+        items = [_fake(feature.feature, rng, objects, zero_box) for _ in range(objects)]
+        if isinstance(items[0], dict):
+            return {k: np.stack([item[k] for item in items]) for k in items[0]}
+        return np.stack(items)
+    if isinstance(feature, tfds.features.Image):
+        return rng.integers(0, 256, size=(40, 56, feature.shape[-1]), dtype=np.uint8)
+    if isinstance(feature, tfds.features.ClassLabel):
+        return np.int64(rng.integers(feature.num_classes))
+    if isinstance(feature, tfds.features.BBoxFeature):
+        if zero_box:
+            return np.zeros(4, np.float32)
+        low = rng.uniform(0, 0.5, 2)
+        return np.concatenate([low, low + rng.uniform(0.1, 0.5, 2)]).astype(np.float32)
+    if isinstance(feature, tfds.features.Text):
+        return "x"
+    return np.zeros(feature.shape, feature.np_dtype)
+
+
+def _as_dataset(self, split, decoders=None, read_config=None, **kwargs):
+    """Every 5th image has two objects; pets' test split has zero head boxes on every 3rd."""
+    features = self.info.features
+    is_test = str(split).startswith("test")
+
+    def generate():
+        rng = np.random.default_rng(0)
+        for i in range(PER_SPLIT):
+            zero_box = is_test and self.name == "oxford_iiit_pet" and i % 3 == 0
+            yield _fake(features, rng, objects=2 if i % 5 == 4 else 1, zero_box=zero_box)
+
+    return tf.data.Dataset.from_generator(generate, output_signature=features.get_tensor_spec())
+
+
+@pytest.mark.parametrize("name", TFDS_NAMES)
+def test_catalog_dataset_builds_a_snapshot_offline(name, workspace):
+    data = DataConfig(dataset=f"tfds:{name}", image_size=32)
+    with tfds.testing.mock_data(num_examples=PER_SPLIT, as_dataset_fn=_as_dataset):
+        ref = catalog.prepare(data)
+        snapshot = build_snapshot(ref, data, workspace / "snap")
+    assert ref.kind == "tfds" and len(ref.class_names) == CLASSES[name]
+    for split in ("train", "validation", "test"):
+        kept, dropped = snapshot.splits[split], snapshot.dropped[split]
+        assert kept > 0 and kept + dropped == PER_SPLIT
+    multi_object = name in ("stanford_dogs", "voc/2007")
+    assert snapshot.dropped["train"] == (2 if multi_object else 0)  # two-object images skipped
+    if name == "oxford_iiit_pet":
+        assert snapshot.dropped["test"] == 4  # the all-zero head boxes
+    for example in tf.data.Dataset.load(f"{snapshot.path}/train").as_numpy_iterator():
+        ymin, xmin, ymax, xmax = example["box"]
+        assert 0 <= ymin < ymax <= 1 and 0 <= xmin < xmax <= 1
+        assert 0 <= example["label"] < CLASSES[name] and example["image"].shape == (32, 32, 3)
+
+
+def test_largest_object_can_be_kept_instead(workspace):
+    data = DataConfig(dataset="tfds:voc/2007", image_size=32, multi_object="largest")
+    with tfds.testing.mock_data(num_examples=PER_SPLIT, as_dataset_fn=_as_dataset):
+        snapshot = build_snapshot(catalog.prepare(data), data, workspace / "snap")
+    assert snapshot.dropped["train"] == 0 and snapshot.splits["train"] == PER_SPLIT
+
+
+def test_unprepared_dataset_without_network_says_how_to_prepare(workspace, monkeypatch):
+    def offline(self, *args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(DataError, match=r"not prepared in .* `multitask data build tfds:cars196`"):
+        catalog.prepare(DataConfig(dataset="tfds:cars196"))
