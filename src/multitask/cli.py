@@ -22,6 +22,8 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
                   help="Multi-task (class + box) Keras models as cached Prefect flows with an MLflow registry.")
 models_app = typer.Typer(no_args_is_help=True, help="Registered models.")
 app.add_typer(models_app, name="models")
+data_app = typer.Typer(no_args_is_help=True, help="Datasets: build the TFDS records, validate them.")
+app.add_typer(data_app, name="data")
 
 _METRICS = ("accuracy", "mean_iou", "iou50", "loss", "label_loss", "box_loss")
 
@@ -35,6 +37,16 @@ def _quiet_environment() -> None:
     """Offline-friendly defaults; the user's own settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _data_config(spec: str, sets: list[str]):
+    try:
+        run_config = load_config("default", None, sets, {"data": {"dataset": spec}})
+        parse_spec(run_config.data.dataset)
+    except UserError as exc:
+        _fail(str(exc))
+    _quiet_environment()
+    return run_config.data
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -77,6 +89,62 @@ def train(
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
         _print_summary(summary)
+
+
+@data_app.command("build")
+def data_build(
+    spec: str = typer.Argument(..., help="`shapes`, `tfds:NAME` or `folder:PATH`."),
+    sets: list[str] = typer.Option([], "--set", help="data.key=value, repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Build (or reuse) the TFDS records of a dataset in the workspace."""
+    data = _data_config(spec, sets)
+    from multitask.datasets import catalog
+
+    try:
+        ref = catalog.prepare(data)
+    except UserError as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(ref.model_dump_json() + "\n")
+        return
+    typer.echo(f"{ref.spec}: {len(ref.class_names)} classes, "
+               f"{', '.join(f'{k} {v}' for k, v in ref.splits.items()) or 'split sizes unknown'}")
+    typer.echo(f"  records: {ref.path}")
+
+
+@data_app.command("validate")
+def data_validate(
+    spec: str = typer.Argument(..., help="`shapes`, `tfds:NAME` or `folder:PATH`."),
+    sets: list[str] = typer.Option([], "--set", help="data.key=value, repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+) -> None:
+    """Build the dataset and its snapshot, check labels, boxes, splits and classes; exit 2 if bad."""
+    data = _data_config(spec, sets)
+    import shutil
+    import tempfile
+
+    from multitask import workspace
+    from multitask.datasets import catalog
+    from multitask.pipeline import build_snapshot
+    from multitask.validate import validate
+
+    report_dir = workspace.ensure(workspace.root() / "validation")
+    scratch = Path(tempfile.mkdtemp(dir=workspace.root(), prefix=".validate-"))
+    try:
+        snapshot = build_snapshot(catalog.prepare(data), data, scratch / "snapshot")
+        report = validate(snapshot, report_dir)
+    except UserError as exc:
+        _fail(str(exc))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if as_json:
+        sys.stdout.write(Path(report.path).read_text().replace("\n", " ") + "\n")
+        return
+    typer.echo(f"{spec}: ok, " + ", ".join(f"{k} {v}" for k, v in report.examples.items()))
+    for warning in report.warnings:
+        typer.echo(f"  warning: {warning}")
+    typer.echo(f"  report: {report.path}")
 
 
 @models_app.command("list")

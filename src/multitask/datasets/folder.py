@@ -21,8 +21,9 @@ from multitask.errors import DataError
 @dataclasses.dataclass
 class FolderConfig(tfds.core.BuilderConfig):
     root: str = ""
-    class_names: tuple[str, ...] = ()
-    examples: tuple[Example, ...] = ()
+    # kept out of repr: TFDS logs the config, and thousands of examples would flood the log
+    class_names: tuple[str, ...] = dataclasses.field(default=(), repr=False)
+    examples: tuple[Example, ...] = dataclasses.field(default=(), repr=False)
 
 
 def load_rgb(path: Path) -> np.ndarray:
