@@ -8,6 +8,7 @@ by file locks, so one computes and the others read its result.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from prefect.locking.filesystem import FileSystemLockManager
 from prefect.results import ResultStore
 from prefect.transactions import IsolationLevel, get_transaction
 
-from multitask import workspace
+from multitask import atomic, workspace
 from multitask.fingerprint import step_key
 
 
@@ -38,14 +39,13 @@ def _drop_if_broken(store: ResultStore, key: str) -> None:
         (Path(store.result_storage.basepath) / key).unlink(missing_ok=True)
 
 
-def _dead_local_holder(holder: str) -> bool:
-    """Prefect names a lock holder `hostname:pid:thread...`; True if that process is gone."""
-    hostname, _, rest = holder.partition(":")
-    pid = rest.split(":", 1)[0]
-    if hostname != socket.gethostname() or not pid.isdigit():
+def _process_gone(info: dict) -> bool:
+    """True when the lock names a process of this host that no longer exists."""
+    pid = info.get("pid")
+    if info.get("host") != socket.gethostname() or not isinstance(pid, int):
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:  # alive, owned by another user
@@ -57,15 +57,25 @@ class ReclaimingLockManager(FileSystemLockManager):
     """File locks that a killed process cannot leave behind.
 
     Prefect's file locks never expire unless given a hold timeout, which its transactions
-    don't pass: a run killed mid-training would block every later run with the same key.
-    A lock whose holder was a process on this host that no longer exists is released.
+    don't pass, and their holder is a random id: a run killed mid-training would block every
+    later run with the same key. This manager adds the host and pid to each lock file, and a
+    lock whose process on this host no longer exists is released.
     """
+
+    def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
+                     hold_timeout: float | None = None) -> bool:
+        if not super().acquire_lock(key, holder, acquire_timeout, hold_timeout):
+            return False
+        path = self._lock_path_for_key(key)
+        info = json.loads(path.read_bytes())
+        atomic.write_json(path, {**info, "host": socket.gethostname(), "pid": os.getpid()})
+        return True
 
     def is_locked(self, key: str, use_cache: bool = False) -> bool:
         if not super().is_locked(key, use_cache=use_cache):
             return False
         info = self._get_lock_info(key, use_cache=use_cache)
-        if info is not None and _dead_local_holder(info["holder"]):
+        if info is not None and _process_gone(info):
             Path(info["path"]).unlink(missing_ok=True)
             self._locks.pop(key, None)
             return False

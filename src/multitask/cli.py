@@ -16,7 +16,7 @@ import typer
 
 from multitask.config import load_config
 from multitask.datasets.spec import parse as parse_spec
-from multitask.errors import UserError
+from multitask.errors import UserError, storage_problem
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Multi-task (class + box) Keras models as cached Prefect flows with an MLflow registry.")
@@ -85,6 +85,10 @@ def train(
         summary = train_flow(config=run_config)
     except UserError as exc:
         _fail(str(exc))
+    except Exception as exc:
+        if (problem := storage_problem(exc)) is None:
+            raise
+        _fail(problem)
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
@@ -168,3 +172,7 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import fcntl
 import logging
+import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from mlflow.models import ModelSignature, infer_signature
 
 from multitask import workspace
 from multitask.config import RunConfig
+from multitask.errors import UserError
 from multitask.model import load
 from multitask.records import EvalReport, ModelVersion, TrainedModelRef
 
@@ -27,9 +31,34 @@ _TRAIN_FINGERPRINT_TAG = "multitask.train_fingerprint"
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
 
+_READY: set[str] = set()  # sqlite stores this process has opened (and so migrated)
+
+
+def _open_sqlite_store(uri: str) -> MlflowClient:
+    """Open a sqlite store under a file lock: its first use runs schema migrations, and two
+    processes migrating one new database at once break it ("table _alembic_tmp_... exists")."""
+    with open(workspace.ensure() / "mlflow.db.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            c = MlflowClient(tracking_uri=uri)  # opens the tracking store
+            c.search_registered_models(max_results=1)  # opens the registry store
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _READY.add(uri)
+    return c
+
+
 def client() -> MlflowClient:
+    """A client for the workspace's store (or `$MLFLOW_TRACKING_URI` when the user set it)."""
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
     uri = workspace.tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)  # for mlflow.start_run / log_model, which use the global URI
+    if user_uri is None:
+        # MLflow also exports the URI to the environment; undo that, or a later workspace in
+        # this process (and every subprocess) would silently keep writing to this store.
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    if uri.startswith("sqlite:") and uri not in _READY:
+        return _open_sqlite_store(uri)
     return MlflowClient(tracking_uri=uri)
 
 
@@ -38,7 +67,10 @@ def _experiment_id(c: MlflowClient, name: str) -> str:
     experiment = c.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return c.create_experiment(name, artifact_location=f"{workspace.artifacts_uri()}/{name}")
+    try:
+        return c.create_experiment(name, artifact_location=f"{workspace.artifacts_uri()}/{name}")
+    except MlflowException:  # a concurrent run created it first
+        return c.get_experiment_by_name(name).experiment_id
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -60,10 +92,9 @@ def _signature(model: keras.Model) -> ModelSignature:
 
 def _existing_version(c: MlflowClient, name: str, train_fingerprint: str) -> ModelVersion | None:
     """The version already registered for this trained model, so a re-run adds no duplicate."""
-    try:
-        found = c.search_model_versions(f"name = '{name}' and tags.`{_TRAIN_FINGERPRINT_TAG}` = '{train_fingerprint}'")
-    except MlflowException:
-        return None
+    # Errors propagate: a "database is locked" here must fail the attempt (and be retried),
+    # not pass for "no version yet" and register a duplicate.
+    found = c.search_model_versions(f"name = '{name}' and tags.`{_TRAIN_FINGERPRINT_TAG}` = '{train_fingerprint}'")
     for mv in found:
         return _record(c, name, mv.version, mv.run_id)
     return None
@@ -89,8 +120,9 @@ def register(
     c = client()
     name = config.registry.model_name
     existing = _existing_version(c, name, trained.fingerprint)
-    if existing is not None:
-        return existing
+    if existing is not None:  # registered before, maybe by an attempt that died before the aliases
+        _ensure_aliases(c, name, existing.version)
+        return _record(c, name, existing.version, existing.run_id)
     history = json.loads(Path(trained.history_path).read_text())
     model = load(trained.model_path)
     with mlflow.start_run(experiment_id=_experiment_id(c, name)) as run:
@@ -113,15 +145,34 @@ def register(
         "python_version": platform.python_version(),
         **{f"test_{k}": str(v) for k, v in report.metrics.items()},
     }
-    try:
-        c.get_registered_model(name)
-    except MlflowException:
-        c.create_registered_model(name)
+    _ensure_registered_model(c, name)
     mv = c.create_model_version(name, source=info.model_uri, run_id=run.info.run_id, tags=version_tags)
-    c.set_registered_model_alias(name, CHALLENGER, mv.version)
-    if CHAMPION not in c.get_registered_model(name).aliases:
-        c.set_registered_model_alias(name, CHAMPION, mv.version)
+    _ensure_aliases(c, name, mv.version)
     return _record(c, name, mv.version, run.info.run_id)
+
+
+def _ensure_registered_model(c: MlflowClient, name: str) -> None:
+    if c.search_registered_models(filter_string=f"name = '{name}'"):
+        return
+    try:
+        c.create_registered_model(name)
+    except MlflowException:  # a concurrent run created it first
+        if not c.search_registered_models(filter_string=f"name = '{name}'"):
+            raise
+
+
+def _ensure_aliases(c: MlflowClient, name: str, version: str) -> None:
+    """`challenger` on the newest registered version, `champion` on the first one ever.
+
+    Aliases move only after the version and its model exist, so an alias never points at a
+    missing model; calling this again after a failure repairs what was left undone.
+    """
+    aliases = c.get_registered_model(name).aliases
+    newest = max(int(v.version) for v in c.search_model_versions(f"name = '{name}'"))
+    if int(version) == newest and aliases.get(CHALLENGER) != str(version):
+        c.set_registered_model_alias(name, CHALLENGER, str(version))
+    if CHAMPION not in aliases:
+        c.set_registered_model_alias(name, CHAMPION, str(version))
 
 
 def version_matches(mv: ModelVersion) -> bool:
@@ -149,3 +200,36 @@ def list_models() -> list[dict[str, Any]]:
                          "created": mv.creation_timestamp})
     return rows
 
+
+
+_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def model_uri(reference: str) -> str:
+    """`NAME@ALIAS` or `NAME/VERSION` -> `models:/...`, refusing anything else."""
+    name, at, alias = reference.partition("@")
+    if not at:
+        name, slash, alias = reference.partition("/")
+        if not slash or not alias.isdigit():
+            raise UserError(f"model reference {reference!r}: expected NAME@ALIAS or NAME/VERSION")
+    elif not _ALIAS.match(alias):
+        raise UserError(f"model alias {alias!r} is not valid (letters, digits, _ and -)")
+    if not _NAME.match(name):
+        raise UserError(f"model name {name!r} is not valid (letters, digits, _ . and -)")
+    return f"models:/{name}{at or '/'}{alias}"
+
+
+def load_model(reference: str) -> keras.Model:
+    """Load a registered model with Keras safe mode on: a model holding Python code is refused."""
+    uri = model_uri(reference)
+    client()
+    try:
+        return mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
+    except MlflowException as exc:
+        raise UserError(f"no registered model {reference!r}: {exc.message}") from exc
+    except ValueError as exc:
+        if "lambda" in str(exc).lower() or "safe_mode" in str(exc):
+            raise UserError(f"refused to load {reference!r}: it holds Python code (a Lambda layer), "
+                            f"which Keras safe mode does not deserialise") from exc
+        raise

@@ -27,11 +27,16 @@ def tfds_data_dir() -> Path:
     return Path(os.environ.get("TFDS_DATA_DIR") or workspace.tfds_dir())
 
 
-def _build(builder: tfds.core.DatasetBuilder) -> None:
-    """Prepare once; on failure remove TFDS's `incomplete.*` folder so nothing half-built stays."""
+def _build(builder: tfds.core.DatasetBuilder, regenerate: bool = True) -> None:
+    """Prepare; on failure remove TFDS's `incomplete.*` folder so nothing half-built stays.
+
+    Our own builders regenerate on every call: the step only runs on a cache miss, which may
+    come from an edit to the generator code, and TFDS alone would reuse the old records.
+    """
     tfds.disable_progress_bar()  # per-example bars flood logs; Prefect logs the step instead
+    mode = tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if regenerate else None
     try:
-        builder.download_and_prepare()
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(download_mode=mode))
     except BaseException:
         for partial in Path(builder.data_dir).parent.glob("incomplete.*"):
             shutil.rmtree(partial, ignore_errors=True)
@@ -71,7 +76,7 @@ def _prepare_tfds(data: DataConfig, spec: Spec) -> DatasetRef:
                         "\"skip\" (the default) or \"largest\"")
     builder = _tfds_builder(spec)
     try:
-        _build(builder)
+        _build(builder, regenerate=False)
     except Exception as exc:
         raise DataError(
             f"TFDS dataset {spec.name} is not prepared in {tfds_data_dir()} and could not be "

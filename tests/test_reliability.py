@@ -1,0 +1,241 @@
+"""Reliability: crashes, faults, concurrency, divergence, stale caches, safe loading, storage.
+
+Each test would fail if its promise in docs/reliability.md broke. Crash and concurrency
+tests run real subprocesses against the test harness's Prefect server.
+"""
+
+import errno
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import mlflow
+import pytest
+from typer.testing import CliRunner
+
+from conftest import TINY, tiny_config
+from flows.train import train_flow
+from multitask import registry
+from multitask.cli import app
+from multitask.datasets.export import write_folder
+from multitask.errors import UserError
+from tasks import data as data_tasks
+from tasks import register as register_tasks
+
+CHILD = """
+import json, sys, time
+from pathlib import Path
+import keras
+from multitask import train as train_module
+from multitask.config import load_config
+
+sets, stop_after, marker = json.loads(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+
+class HangAfterBackup(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == stop_after:
+            marker.write_text(str(epoch + 1))
+            time.sleep(600)  # killed here, after BackupAndRestore saved this epoch
+
+real = train_module._callbacks
+train_module._callbacks = lambda *args: [*real(*args), HangAfterBackup()]
+from flows.train import train_flow
+train_flow(config=load_config("default", sets=sets))
+"""
+
+
+def _child_env(home: Path) -> dict:
+    from prefect.settings import PREFECT_API_URL
+
+    return {**os.environ, "MULTITASK_HOME": str(home), "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
+def _versions(name="multitask-shapes") -> list[str]:
+    return sorted((r["version"] for r in registry.list_models() if r["name"] == name), key=int)
+
+
+@pytest.fixture(scope="module")
+def baseline(prefect_server, module_workspace):
+    return train_flow(config=tiny_config())
+
+
+def test_sigkill_mid_training_then_rerun_resumes(prefect_server, workspace, tmp_path):
+    sets = [*TINY, "train.epochs=4"]
+    script, marker = tmp_path / "child.py", tmp_path / "after-epoch"
+    script.write_text(CHILD)
+    child = subprocess.Popen([sys.executable, str(script), json.dumps(sets), "2", str(marker)],
+                             env=_child_env(workspace), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert marker.exists(), "the child never finished epoch 2"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    run_dir = next((workspace / "steps" / "train_model").iterdir())
+    first = json.loads((run_dir / "epochs.json").read_text())
+    assert sorted(first) == ["1", "2"] and (run_dir / "backup").is_dir()
+    assert list((workspace / "locks").glob("*.lock")), "the killed run should have left its lock"
+    (run_dir / ".model.keras.tmp").write_bytes(b"half a model")  # a half-written file
+
+    result = train_flow(config=load_sets(sets))
+    assert result["steps"]["train_model"] == "Completed" and result["run_dir"] == str(run_dir)
+    history = json.loads((run_dir / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4]
+    assert [row["train_seconds"] for row in history[:2]] == [first["1"]["train_seconds"], first["2"]["train_seconds"]]
+    assert _versions() == ["1"] and registry.load_model("multitask-shapes@champion") is not None
+
+
+def load_sets(sets):
+    from multitask.config import load_config
+
+    return load_config("default", sets=sets)
+
+
+def test_concurrent_runs_same_config_share_one_training_others_get_their_own(prefect_server, workspace):
+    def start(*extra):
+        args = [sys.executable, "-m", "multitask.cli", "train", "--json",
+                *(a for item in [*TINY, *extra] for a in ("--set", item))]
+        return subprocess.Popen(args, env=_child_env(workspace), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    runs = [start(), start(), start("train.learning_rate=0.003")]
+    outputs = [run.communicate(timeout=400) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+    same_a, same_b, other = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
+    assert same_a["version"] == same_b["version"] != other["version"]
+    assert sorted([same_a["steps"]["train_model"], same_b["steps"]["train_model"]]) == ["Cached", "Completed"]
+    assert _versions() == sorted({same_a["version"], other["version"]}, key=int)
+    for version in _versions():
+        assert registry.load_model(f"multitask-shapes/{version}").output_names
+
+
+def test_diverging_run_fails_and_registers_nothing(baseline):
+    before = _versions()
+    champion = registry.client().get_model_version_by_alias("multitask-shapes", "champion").version
+    with pytest.raises(RuntimeError, match="NaN|Inf"):
+        train_flow(config=tiny_config("train.learning_rate=1e12", "train.epochs=2"))
+    assert _versions() == before
+    assert registry.client().get_model_version_by_alias("multitask-shapes", "champion").version == champion
+
+
+def _flaky(monkeypatch, module, attribute, exc, times):
+    calls = []
+    real = getattr(module, attribute)
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) <= times:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, attribute, flaky)
+    return calls
+
+
+def test_transient_faults_in_snapshot_and_registry_are_retried(baseline, monkeypatch):
+    snapshot_calls = _flaky(monkeypatch, data_tasks, "write_snapshot", ConnectionError("nfs went away"), 2)
+    register_calls = _flaky(monkeypatch, register_tasks.registry, "register",
+                            sqlite3.OperationalError("database is locked"), 1)
+    result = train_flow(config=tiny_config("data.seed=11"))
+    assert len(snapshot_calls) == 3 and len(register_calls) == 2
+    assert result["steps"]["register_model"] == "Completed"
+
+
+def test_failure_between_model_and_aliases_is_repaired_by_a_rerun(baseline, monkeypatch):
+    before = _versions()
+    _flaky(monkeypatch, registry, "_ensure_aliases", RuntimeError("died before moving aliases"), 99)
+    with pytest.raises(RuntimeError, match="died before moving aliases"):
+        train_flow(config=tiny_config("train.seed=5"))
+    orphan = str(max(int(v) for v in _versions()))
+    assert len(_versions()) == len(before) + 1
+    assert registry.client().get_model_version("multitask-shapes", orphan).aliases == []
+    monkeypatch.undo()
+
+    repaired = train_flow(config=tiny_config("train.seed=5"))
+    assert repaired["version"] == orphan and "challenger" in repaired["aliases"]
+    assert len(_versions()) == len(before) + 1
+    assert registry.load_model("multitask-shapes@challenger").output_names
+
+
+def test_a_field_the_step_does_not_read_is_a_hit(baseline):
+    changed = train_flow(config=tiny_config("evaluate.grid_size=3"))
+    steps = changed["steps"]
+    assert [steps[s] for s in ("prepare_dataset", "build_snapshot", "build_model", "train_model")] == ["Cached"] * 4
+    assert steps["evaluate_model"] == "Completed"
+
+
+def test_records_changed_in_place_are_rebuilt(baseline):
+    records = Path(os.environ["MULTITASK_HOME"], "tfds", "shapes", "n40-10-10-s0", "1.0.0")
+    shard = next(records.glob("shapes-train.tfrecord-*"))
+    shard.write_bytes(b"garbage")
+    again = train_flow(config=tiny_config())
+    assert again["steps"]["prepare_dataset"] == "Completed"
+    assert shard.read_bytes() != b"garbage"  # regenerated, not reused
+
+
+def test_folder_data_edited_in_place_is_a_miss(prefect_server, workspace, tmp_path):
+    from PIL import Image
+
+    folder = write_folder(tmp_path / "mine", 40, "csv")
+    config = tiny_config(f'data.dataset="folder:{folder}"')
+    assert train_flow(config=config)["steps"]["prepare_dataset"] == "Completed"
+    assert train_flow(config=config)["steps"]["prepare_dataset"] == "Cached"
+    edited = folder / "images/000003.png"
+    Image.new("RGB", Image.open(edited).size, (200, 10, 10)).save(edited)  # same size, new pixels
+    assert train_flow(config=config)["steps"]["prepare_dataset"] == "Completed"
+
+
+def test_a_model_holding_python_code_is_refused(prefect_server, workspace):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2)(inputs))
+    registry.client()
+    with mlflow.start_run():
+        mlflow.keras.log_model(model, name="model", registered_model_name="sneaky")
+    registry.client().set_registered_model_alias("sneaky", "champion", "1")
+    with pytest.raises(UserError, match="refused to load 'sneaky@champion'.*Lambda"):
+        registry.load_model("sneaky@champion")
+
+
+@pytest.mark.parametrize("reference", ["../../etc@champion", "ok@bad alias!", "name", "a/b/c", "x/latest"])
+def test_model_references_are_validated(reference):
+    with pytest.raises(UserError):
+        registry.model_uri(reference)
+
+
+def test_unwritable_workspace_is_one_clear_line(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("MULTITASK_HOME", str(blocker / "workspace"))
+    result = CliRunner().invoke(app, ["train", *(a for item in TINY for a in ("--set", item))])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: workspace {blocker / 'workspace'} is not writable: Not a directory"
+
+
+def test_disk_full_is_one_clear_line(baseline, monkeypatch):
+    from multitask import evaluate as evaluate_module
+
+    def full(fig, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(evaluate_module, "_save_figure", full)
+    args = ["train", *(a for item in [*TINY, "evaluate.grid_size=1"] for a in ("--set", item))]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: No space left on device while writing ") and "curves.png" in last
+
+
+def test_each_workspace_keeps_its_own_registry(prefect_server, tmp_path, monkeypatch):
+    """MLflow exports its tracking URI to the environment; switching workspaces must not leak."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MULTITASK_HOME", str(tmp_path / "one"))
+    registry.client()
+    monkeypatch.setenv("MULTITASK_HOME", str(tmp_path / "two"))
+    assert registry.client()._tracking_client.tracking_uri == f"sqlite:///{tmp_path / 'two' / 'mlflow.db'}"
+    assert "MLFLOW_TRACKING_URI" not in os.environ
