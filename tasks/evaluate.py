@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
@@ -22,13 +20,13 @@ def _summary(report: EvalReport, trained: TrainedModelRef) -> str:
         f"losses: total {m['loss']:.4f}, label {m['label_loss']:.4f}, box {m['box_loss']:.4f}",
         f"training: {trained.epochs} epochs (best {trained.best_epoch}), "
         f"{trained.train_seconds:.1f} s, {trained.images_per_second:.0f} images/s",
-        f"files: `{Path(report.curves_path)}`, `{Path(report.predictions_path)}`",
+        "files: " + ", ".join(f"`{path}`" for path in report.files),
     ])
 
 
 @task(name="evaluate_model", result_serializer="json")
 def evaluate_model(trained: TrainedModelRef, snapshot: SnapshotRef, evaluate_config: EvaluateConfig) -> EvalReport:
-    report = evaluate(trained, snapshot, evaluate_config, output_dir())
+    report = evaluate(trained.model_path, snapshot, evaluate_config, output_dir(), trained.history_path)
     create_table_artifact(key="test-metrics", table=[{"metric": k, "value": v} for k, v in report.metrics.items()],
                           description="Test-split metrics of the trained model")
     create_markdown_artifact(key="evaluation-summary", markdown=_summary(report, trained),

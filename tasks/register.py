@@ -6,18 +6,15 @@ from prefect import runtime, task
 
 from multitask import registry
 from multitask.config import RunConfig
-from multitask.fingerprint import library_fingerprint, of_value
 from multitask.records import DatasetRef, EvalReport, ModelVersion, TrainedModelRef
 from tasks import retries
 
 
 @task(name="register_model", result_serializer="json", **retries.IO)
-def register_model(trained: TrainedModelRef, report: EvalReport, dataset: DatasetRef, config: RunConfig) -> ModelVersion:
-    tags = {
-        "data_fingerprint": dataset.fingerprint,
-        "config_fingerprint": of_value(config),
-        "code_fingerprint": library_fingerprint(),
-        "dataset": dataset.spec,
-        "prefect_flow_run_id": str(runtime.flow_run.id or ""),
-    }
-    return registry.register(trained, report, config, tags)
+def register_model(trained: TrainedModelRef, report: EvalReport, dataset: DatasetRef, config: RunConfig,
+                   first_is_champion: bool = True) -> ModelVersion:
+    tags = {**registry.lineage_tags(dataset, config), "dataset": dataset.spec,
+            "prefect_flow_run_id": str(runtime.flow_run.id or "")}
+    preprocessing = {"class_names": dataset.class_names, "image_size": config.data.image_size,
+                     "resize": config.data.resize}
+    return registry.register(trained, report, config, tags, preprocessing, first_is_champion)

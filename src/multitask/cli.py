@@ -6,11 +6,12 @@ argument errors answer at once.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import typer
 
@@ -28,7 +29,7 @@ app.add_typer(data_app, name="data")
 _METRICS = ("accuracy", "mean_iou", "iou50", "loss", "label_loss", "box_loss")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
 
@@ -39,14 +40,35 @@ def _quiet_environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _data_config(spec: str, sets: list[str]):
+def _run_config(dataset: str | None, preset: str, epochs: int | None, config: Path | None,
+                sets: list[str]) -> Any:
+    overrides: dict[str, Any] = {}
+    if dataset is not None:
+        overrides["data"] = {"dataset": dataset}
+    if epochs is not None:
+        overrides["train"] = {"epochs": epochs}
     try:
-        run_config = load_config("default", None, sets, {"data": {"dataset": spec}})
+        run_config = load_config(preset, config, sets, overrides)
         parse_spec(run_config.data.dataset)
     except UserError as exc:
         _fail(str(exc))
     _quiet_environment()
-    return run_config.data
+    return run_config
+
+
+def _run_flow(flow: Any, run_config: Any) -> dict[str, Any]:
+    try:
+        return flow(config=run_config)
+    except UserError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        if (problem := storage_problem(exc)) is None:
+            raise
+        _fail(problem)
+
+
+def _data_config(spec: str, sets: list[str]):
+    return _run_config(spec, "default", None, None, sets).data
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -68,31 +90,98 @@ def train(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last stdout line."),
 ) -> None:
     """Run the train flow: prepare data, snapshot, build, fit, evaluate, register."""
-    overrides: dict[str, Any] = {}
-    if dataset is not None:
-        overrides["data"] = {"dataset": dataset}
-    if epochs is not None:
-        overrides["train"] = {"epochs": epochs}
-    try:
-        run_config = load_config(preset, config, sets, overrides)
-        parse_spec(run_config.data.dataset)
-    except UserError as exc:
-        _fail(str(exc))
-    _quiet_environment()
+    run_config = _run_config(dataset, preset, epochs, config, sets)
     from flows.train import train_flow  # imports Prefect and TensorFlow
 
-    try:
-        summary = train_flow(config=run_config)
-    except UserError as exc:
-        _fail(str(exc))
-    except Exception as exc:
-        if (problem := storage_problem(exc)) is None:
-            raise
-        _fail(problem)
+    summary = _run_flow(train_flow, run_config)
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
         _print_summary(summary)
+
+
+@app.command()
+def retrain(
+    dataset: Optional[str] = typer.Option(None, help="Dataset spec, e.g. `shapes`."),
+    preset: str = typer.Option("default", help="`seed` (the starting point) or `default`."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (overrides the preset)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file with config sections."),
+    sets: list[str] = typer.Option([], "--set", help="section.key=value, repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last stdout line."),
+) -> None:
+    """Run the retrain flow: train a challenger, compare it with the champion, promote if better."""
+    run_config = _run_config(dataset, preset, epochs, config, sets)
+    from flows.retrain import retrain_flow
+
+    summary = _run_flow(retrain_flow, run_config)
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    typer.echo(f"\n{summary['decision']}: challenger v{summary['challenger']} - {summary['reason']}")
+    typer.echo(f"  champion: v{summary['champion']}" if summary["champion"] else "  no champion")
+
+
+@app.command()
+def predict(
+    images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...)."),
+    model: str = typer.Option("multitask-shapes@champion", help="NAME@ALIAS or NAME/VERSION."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list as the last stdout line."),
+) -> None:
+    """Label, score and pixel box (xmin, ymin, xmax, ymax in the original image) per image."""
+    _quiet_environment()
+    from multitask import registry
+    from multitask.predict import predict as run_predict
+
+    try:
+        loaded, metadata = registry.load_registered(model)
+        rows = run_predict(loaded, list(images), metadata)
+    except UserError as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return
+    for row in rows:
+        box = row["box"]
+        typer.echo(f"{row['image']}: {row['label']} {row['score']:.3f} "
+                   f"box {box['xmin']:.1f},{box['ymin']:.1f},{box['xmax']:.1f},{box['ymax']:.1f}")
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: str = typer.Option(..., help="NAME@ALIAS or NAME/VERSION."),
+    dataset: str = typer.Option(..., help="Dataset spec; its test split is used."),
+    sets: list[str] = typer.Option([], "--set", help="data.key=value or evaluate.key=value, repeatable."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last stdout line."),
+) -> None:
+    """Evaluate a registered model on a dataset's test split (built with the model's image size)."""
+    run_config = _run_config(dataset, "default", None, None, sets)
+    import shutil
+    import tempfile
+
+    from multitask import registry, workspace
+    from multitask.datasets import catalog
+    from multitask.evaluate import evaluate
+    from multitask.pipeline import build_snapshot
+
+    scratch = Path(tempfile.mkdtemp(dir=workspace.ensure(), prefix=".evaluate-"))
+    try:
+        path, metadata = registry.fetch(model, scratch / "model")
+        data = run_config.data.model_copy(update={"image_size": int(metadata.get("image_size", 64)),
+                                                  "resize": metadata.get("resize", "stretch")})
+        dataset_ref = catalog.prepare(data)
+        if metadata.get("class_names") and metadata["class_names"] != dataset_ref.class_names:
+            raise UserError(f"{model} was trained on classes {metadata['class_names'][:5]}..., "
+                            f"{dataset} has {dataset_ref.class_names[:5]}...")
+        snapshot = build_snapshot(dataset_ref, data, scratch / "snapshot")
+        report = evaluate(str(path), snapshot, run_config.evaluate, workspace.root() / "evaluations" / model.replace("/", "@"))
+    except UserError as exc:
+        _fail(str(exc))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if as_json:
+        sys.stdout.write(json.dumps({"model": model, "dataset": dataset, "metrics": report.metrics}) + "\n")
+        return
+    typer.echo(f"{model} on {dataset} (test): " + "  ".join(f"{k} {v:.4f}" for k, v in report.metrics.items()))
 
 
 @data_app.command("build")
@@ -168,6 +257,46 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON
     for row in rows:
         typer.echo(f"{row['name']:<24} {row['version']:>7}  {row['accuracy'] or '-':>8.8}  "
                    f"{row['mean_iou'] or '-':>8.8}  {', '.join(row['aliases'])}")
+
+
+@models_app.command("show")
+def models_show(
+    model: str = typer.Argument(..., help="NAME@ALIAS or NAME/VERSION."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """One version: aliases, tags (lineage, metrics, gate decisions), source."""
+    _quiet_environment()
+    from multitask import registry
+
+    try:
+        info = registry.show(model)
+    except UserError as exc:
+        _fail(str(exc))
+    if as_json:
+        sys.stdout.write(json.dumps(info) + "\n")
+        return
+    typer.echo(f"{info['name']} version {info['version']}  aliases: {', '.join(info['aliases']) or '-'}")
+    for key in sorted(info["tags"]):
+        typer.echo(f"  {key}: {info['tags'][key]}")
+
+
+@models_app.command("promote")
+def models_promote(
+    model: str = typer.Argument(..., help="NAME/VERSION (or NAME@ALIAS) to make champion."),
+    reason: str = typer.Option(..., "--reason", help="Why: recorded on the version."),
+    by: str = typer.Option(getpass.getuser(), "--by", help="Who: recorded on the version."),
+) -> None:
+    """Move `champion` by hand, recording who and why as tags."""
+    _quiet_environment()
+    from multitask import registry
+
+    try:
+        info = registry.show(model)
+        registry.promote(info["name"], info["version"], {"promoted_by": by, "promotion_reason": reason,
+                                                          "promotion": "manual"})
+    except UserError as exc:
+        _fail(str(exc))
+    typer.echo(f"{info['name']} version {info['version']} is now champion")
 
 
 def main() -> None:

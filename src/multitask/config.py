@@ -61,6 +61,9 @@ class TrainConfig(Section):
     label_loss_weight: float = Field(1.0, ge=0)
     box_loss_weight: float = Field(50.0, ge=0)
     early_stopping_patience: int | None = Field(None, ge=1, description="Epochs without val_loss gain.")
+    distribute: Literal["none", "mirrored", "multi_worker"] = Field(
+        "none", description="tf.distribute strategy: one device, all local GPUs, or TF_CONFIG workers."
+    )
     augment_flip: bool = Field(True, description="Random horizontal flip (the box flips with it).")
     shuffle_buffer: int = Field(4096, ge=1)
     seed: int = Field(0, ge=0, description="Seed for shuffling, augmentation and dropout.")
@@ -78,12 +81,21 @@ class RegistryConfig(Section):
     )
 
 
+class GateConfig(Section):
+    """When a retrained challenger replaces the champion (see `multitask.gate`)."""
+
+    min_accuracy: float = Field(0.8, ge=0, le=1, description="Floor for the label head's test accuracy.")
+    min_mean_iou: float = Field(0.6, ge=0, le=1, description="Floor for the box head's test mean IoU.")
+    tolerance: float = Field(0.01, ge=0, le=1, description="Most a head may lose to the champion.")
+
+
 class RunConfig(Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     registry: RegistryConfig = RegistryConfig()
+    gate: GateConfig = GateConfig()
 
 
 # Overrides on top of the field defaults. `seed` reproduces the starting point: its model,

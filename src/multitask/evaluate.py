@@ -14,7 +14,7 @@ from multitask.config import EvaluateConfig
 from multitask.fingerprint import hash_file
 from multitask.model import load
 from multitask.pipeline import load_split, make_dataset, normalise
-from multitask.records import EvalReport, SnapshotRef, TrainedModelRef
+from multitask.records import EvalReport, SnapshotRef
 
 # Keras log name -> our metric name (the JSON contract of `multitask train --json`).
 METRIC_NAMES = {
@@ -75,17 +75,23 @@ def plot_predictions(model, snapshot: SnapshotRef, grid: int, path: Path) -> Pat
     return _save_figure(fig, path)
 
 
-def evaluate(trained: TrainedModelRef, snapshot: SnapshotRef, cfg: EvaluateConfig, out_dir: Path) -> EvalReport:
-    """Evaluate the trained model on the test split and write the report files to `out_dir`."""
+def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_dir: Path,
+             history_path: str | None = None) -> EvalReport:
+    """Evaluate a `.keras` model on the test split and write the report files to `out_dir`.
+
+    The training-curves PNG needs the training history; a registered model fetched from
+    the registry (a champion) has none, so it gets the metrics and the predictions grid.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = load(trained.model_path)
+    model = load(model_path)
     logs = model.evaluate(make_dataset(snapshot, "test", cfg.batch_size), return_dict=True, verbose=0)
     metrics = {ours: round(float(logs[keras_name]), 6) for keras_name, ours in METRIC_NAMES.items()}
     metrics_path = atomic.write_json(out_dir / "metrics.json", metrics)
-    history = json.loads(Path(trained.history_path).read_text())
-    curves = plot_curves(history, out_dir / "curves.png")
+    curves = None
+    if history_path is not None:
+        curves = str(plot_curves(json.loads(Path(history_path).read_text()), out_dir / "curves.png"))
     predictions = plot_predictions(model, snapshot, cfg.grid_size, out_dir / "predictions.png")
     return EvalReport(
-        metrics=metrics, metrics_path=str(metrics_path), curves_path=str(curves),
+        metrics=metrics, metrics_path=str(metrics_path), curves_path=curves,
         predictions_path=str(predictions), fingerprint=hash_file(metrics_path),
     )

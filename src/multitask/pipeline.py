@@ -33,6 +33,23 @@ def _letterbox(image: tf.Tensor, box: tf.Tensor, size: int) -> tuple[tf.Tensor, 
     return padded, (box * extent + offset) / size
 
 
+def box_to_pixels(box, height: int, width: int, size: int, policy: str = "stretch") -> list[float]:
+    """Undo `resize_example` for a predicted box: model [ymin, xmin, ymax, xmax] in [0, 1]
+    -> `[xmin, ymin, xmax, ymax]` in the original image's pixels, clipped to the image."""
+    ymin, xmin, ymax, xmax = (float(v) for v in box)
+    if policy == "letterbox":
+        scale = size / max(height, width)
+        new_h, new_w = max(round(height * scale), 1), max(round(width * scale), 1)
+        top, left = (size - new_h) // 2, (size - new_w) // 2
+        ymin, ymax = ((v * size - top) / new_h for v in (ymin, ymax))
+        xmin, xmax = ((v * size - left) / new_w for v in (xmin, xmax))
+
+    def clip(v: float, limit: int) -> float:
+        return round(min(max(v * limit, 0.0), float(limit)), 2)
+
+    return [clip(xmin, width), clip(ymin, height), clip(xmax, width), clip(ymax, height)]
+
+
 def resize_example(example: dict, image_size: int, policy: str = "stretch") -> dict:
     """-> {"image": uint8[S, S, 3], "label": int32, "box": float32[4], "filename": string}.
 

@@ -102,12 +102,15 @@ class EvalReport(Record):
 
     metrics: dict[str, float]
     metrics_path: str
-    curves_path: str
+    curves_path: str | None  # None for a model without training history
     predictions_path: str
 
+    @property
+    def files(self) -> list[Path]:
+        return [Path(p) for p in (self.metrics_path, self.curves_path, self.predictions_path) if p]
+
     def is_intact(self) -> bool:
-        files = [Path(self.metrics_path), Path(self.curves_path), Path(self.predictions_path)]
-        return all(f.is_file() for f in files) and hash_file(files[0]) == self.fingerprint
+        return all(f.is_file() for f in self.files) and hash_file(Path(self.metrics_path)) == self.fingerprint
 
 
 class ModelVersion(Record):

@@ -8,6 +8,7 @@ import logging
 import os
 import platform
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from multitask import workspace
 from multitask.config import RunConfig
 from multitask.errors import UserError
 from multitask.model import load
-from multitask.records import EvalReport, ModelVersion, TrainedModelRef
+from multitask.fingerprint import library_fingerprint, of_value
+from multitask.records import DatasetRef, EvalReport, ModelVersion, TrainedModelRef
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 _TRAIN_FINGERPRINT_TAG = "multitask.train_fingerprint"
@@ -111,17 +113,22 @@ def register(
     report: EvalReport,
     config: RunConfig,
     tags: dict[str, str],
+    preprocessing: dict[str, Any],
+    first_is_champion: bool = True,
 ) -> ModelVersion:
     """Log an MLflow run (params, per-epoch metrics, artifacts, the model) and register it.
 
-    Every new version gets alias `challenger`; the first version of a name also `champion`.
+    Every new version gets alias `challenger`; the first version of a name also `champion`
+    unless `first_is_champion` is false (the retrain flow leaves that to the gate).
+    `preprocessing` (class names, image size, resize policy) is stored in the model's
+    metadata, so prediction maps outputs back to names and pixels.
     Registering the same trained model again returns the existing version.
     """
     c = client()
     name = config.registry.model_name
     existing = _existing_version(c, name, trained.fingerprint)
     if existing is not None:  # registered before, maybe by an attempt that died before the aliases
-        _ensure_aliases(c, name, existing.version)
+        _ensure_aliases(c, name, existing.version, first_is_champion)
         return _record(c, name, existing.version, existing.run_id)
     history = json.loads(Path(trained.history_path).read_text())
     model = load(trained.model_path)
@@ -131,12 +138,12 @@ def register(
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
         mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items()})
         mlflow.log_dict(config.model_dump(), "config.json")
-        for path in (report.metrics_path, report.curves_path, report.predictions_path, trained.history_path):
-            mlflow.log_artifact(path)
+        for path in [*report.files, Path(trained.history_path)]:
+            mlflow.log_artifact(str(path))
         # Explicit requirements: MLflow's inference imports the model in a subprocess (slow).
         requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
         info = mlflow.keras.log_model(model, name="model", pip_requirements=requirements,
-                                      signature=_signature(model))
+                                      signature=_signature(model), metadata=preprocessing)
     version_tags = {
         **tags,
         _TRAIN_FINGERPRINT_TAG: trained.fingerprint,
@@ -147,7 +154,7 @@ def register(
     }
     _ensure_registered_model(c, name)
     mv = c.create_model_version(name, source=info.model_uri, run_id=run.info.run_id, tags=version_tags)
-    _ensure_aliases(c, name, mv.version)
+    _ensure_aliases(c, name, mv.version, first_is_champion)
     return _record(c, name, mv.version, run.info.run_id)
 
 
@@ -161,7 +168,7 @@ def _ensure_registered_model(c: MlflowClient, name: str) -> None:
             raise
 
 
-def _ensure_aliases(c: MlflowClient, name: str, version: str) -> None:
+def _ensure_aliases(c: MlflowClient, name: str, version: str, first_is_champion: bool = True) -> None:
     """`challenger` on the newest registered version, `champion` on the first one ever.
 
     Aliases move only after the version and its model exist, so an alias never points at a
@@ -171,7 +178,7 @@ def _ensure_aliases(c: MlflowClient, name: str, version: str) -> None:
     newest = max(int(v.version) for v in c.search_model_versions(f"name = '{name}'"))
     if int(version) == newest and aliases.get(CHALLENGER) != str(version):
         c.set_registered_model_alias(name, CHALLENGER, str(version))
-    if CHAMPION not in aliases:
+    if first_is_champion and CHAMPION not in aliases:
         c.set_registered_model_alias(name, CHAMPION, str(version))
 
 
@@ -220,16 +227,89 @@ def model_uri(reference: str) -> str:
     return f"models:/{name}{at or '/'}{alias}"
 
 
-def load_model(reference: str) -> keras.Model:
-    """Load a registered model with Keras safe mode on: a model holding Python code is refused."""
+def lineage_tags(dataset: DatasetRef, config: RunConfig) -> dict[str, str]:
+    """What a model was made from: data, config and code fingerprints."""
+    return {"data_fingerprint": dataset.fingerprint, "config_fingerprint": of_value(config),
+            "code_fingerprint": library_fingerprint()}
+
+
+def find_version(name: str, tags: dict[str, str]) -> ModelVersion | None:
+    """The newest version of `name` carrying all these tags, if any."""
+    c = client()
+    if not c.search_registered_models(filter_string=f"name = '{name}'"):
+        return None
+    clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    found = c.search_model_versions(f"name = '{name}' and {clauses}")
+    newest = max(found, key=lambda mv: int(mv.version), default=None)
+    return None if newest is None else _record(c, name, newest.version, newest.run_id)
+
+
+def champion(name: str) -> ModelVersion | None:
+    c = client()
+    try:
+        mv = c.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+    return _record(c, name, mv.version, mv.run_id)
+
+
+def fetch(reference: str, dest: Path) -> tuple[Path, dict[str, Any]]:
+    """Download a registered model; return its `.keras` file and its preprocessing metadata."""
     uri = model_uri(reference)
     client()
     try:
-        return mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True})
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
     except MlflowException as exc:
         raise UserError(f"no registered model {reference!r}: {exc.message}") from exc
-    except ValueError as exc:
-        if "lambda" in str(exc).lower() or "safe_mode" in str(exc):
-            raise UserError(f"refused to load {reference!r}: it holds Python code (a Lambda layer), "
-                            f"which Keras safe mode does not deserialise") from exc
-        raise
+    keras_files = sorted(local.rglob("*.keras"))
+    if not keras_files:
+        raise UserError(f"registered model {reference!r} holds no .keras file")
+    return keras_files[0], dict(mlflow.models.Model.load(str(local)).metadata or {})
+
+
+def set_tags(name: str, version: str, tags: dict[str, str]) -> None:
+    c = client()
+    for key, value in tags.items():
+        c.set_model_version_tag(name, version, key, value)
+
+
+def promote(name: str, version: str, tags: dict[str, str]) -> None:
+    """Move `champion` to this version and record why (tags) on it."""
+    c = client()
+    c.get_model_version(name, version)  # fails clearly on an unknown version
+    set_tags(name, version, tags)
+    c.set_registered_model_alias(name, CHAMPION, version)
+
+
+def show(reference: str) -> dict[str, Any]:
+    """One version's aliases, tags and source, as a JSON-friendly dict."""
+    model_uri(reference)  # validate
+    c = client()
+    name, at, rest = reference.partition("@")
+    try:
+        mv = c.get_model_version_by_alias(name, rest) if at else c.get_model_version(*reference.split("/"))
+    except MlflowException as exc:
+        raise UserError(f"no registered model {reference!r}: {exc.message}") from exc
+    mv = c.get_model_version(mv.name, mv.version)
+    return {"name": mv.name, "version": str(mv.version), "aliases": sorted(mv.aliases), "run_id": mv.run_id,
+            "source": mv.source, "created": mv.creation_timestamp, "tags": dict(mv.tags)}
+
+
+def load_registered(reference: str) -> tuple[keras.Model, dict[str, Any]]:
+    """A registered model, loaded with Keras safe mode on, and its preprocessing metadata.
+
+    A model holding Python code (a Lambda layer) is refused with a clear error.
+    """
+    with tempfile.TemporaryDirectory(dir=workspace.ensure(), prefix=".fetch-") as tmp:
+        path, metadata = fetch(reference, Path(tmp))
+        try:
+            return load(path, compile=False), metadata
+        except ValueError as exc:
+            if "lambda" in str(exc).lower() or "safe_mode" in str(exc):
+                raise UserError(f"refused to load {reference!r}: it holds Python code (a Lambda layer), "
+                                f"which Keras safe mode does not deserialise") from exc
+            raise
+
+
+def load_model(reference: str) -> keras.Model:
+    return load_registered(reference)[0]

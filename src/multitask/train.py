@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
 from multitask import atomic
 from multitask.config import TrainConfig
@@ -46,6 +47,16 @@ class EpochLog(keras.callbacks.Callback):
         return min(losses) if losses else None
 
 
+def strategy(kind: str) -> tf.distribute.Strategy:
+    """`none`: the default single device; `mirrored`: all local GPUs; `multi_worker`: the
+    workers named in the `TF_CONFIG` environment variable (one process per worker)."""
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog) -> list[keras.callbacks.Callback]:
     best = log.best_val_loss()
     callbacks = [
@@ -77,8 +88,9 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
         log_path.unlink(missing_ok=True)
         (run_dir / "best.keras").unlink(missing_ok=True)
     keras.utils.set_random_seed(cfg.seed)
-    model = load(model_ref.path, compile=False)
-    compile_model(model, cfg)
+    with strategy(cfg.distribute).scope():
+        model = load(model_ref.path, compile=False)
+        compile_model(model, cfg)
     train_ds = make_dataset(snapshot, "train", cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
                             augment_flip=cfg.augment_flip, seed=cfg.seed)
     val_ds = make_dataset(snapshot, "validation", cfg.batch_size)

@@ -1,0 +1,42 @@
+"""Shared wiring: run a task in the workspace, record its final state, return its result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import Task, get_run_logger
+
+from multitask.config import RunConfig
+from tasks.caching import in_workspace
+from tasks.data import build_snapshot, prepare_dataset, validate_dataset
+from tasks.evaluate import evaluate_model
+from tasks.model import build_model, train_model
+
+
+class Steps:
+    """Runs tasks one after another and keeps `{task name: final state name}` for the summary."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, str] = {}
+        self.logger = get_run_logger()
+
+    def run(self, step: Task, *, cached: bool = True, **params: Any) -> Any:
+        self.logger.info("step %s: started", step.name)
+        state = (in_workspace(step) if cached else step)(**params, return_state=True)
+        self.states[step.name] = state.name
+        return state.result()
+
+    def data(self, config: RunConfig):
+        """prepare -> snapshot -> validate; returns (dataset, snapshot). Fails before training on bad data."""
+        dataset = self.run(prepare_dataset, data=config.data)
+        snapshot = self.run(build_snapshot, dataset=dataset, data=config.data)
+        self.run(validate_dataset, snapshot=snapshot)
+        return dataset, snapshot
+
+    def train_and_evaluate(self, config: RunConfig, dataset, snapshot):
+        """build -> train -> evaluate; returns (trained, report)."""
+        initial = self.run(build_model, model=config.model, num_classes=dataset.num_classes,
+                           image_size=config.data.image_size)
+        trained = self.run(train_model, model=initial, snapshot=snapshot, train_config=config.train)
+        report = self.run(evaluate_model, trained=trained, snapshot=snapshot, evaluate_config=config.evaluate)
+        return trained, report

@@ -1,0 +1,54 @@
+"""predict(): label name, score and pixel box for each image, with a registered model.
+
+Images go through the same resize as training (its policy and size come from the model's
+registry metadata), and boxes are mapped back to each original image's pixels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from multitask.datasets.folder import load_rgb
+from multitask.errors import DataError
+from multitask.pipeline import box_to_pixels, normalise, resize_example
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def _model_input(image: np.ndarray, size: int, policy: str) -> np.ndarray:
+    example = {"image": image, "label": 0, "bbox": np.zeros(4, np.float32), "filename": ""}
+    return resize_example(example, size, policy)["image"].numpy()
+
+
+def predict(model: keras.Model, paths: list[Path], metadata: dict[str, Any], batch_size: int = 64) -> list[dict]:
+    """One dict per image: `image`, `label`, `score`, `box` {xmin, ymin, xmax, ymax} in pixels."""
+    names, size, policy = metadata["class_names"], int(metadata["image_size"]), metadata.get("resize", "stretch")
+    results = []
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        images = []
+        for path in chunk:
+            if not Path(path).is_file():
+                raise DataError(f"image {path} does not exist")
+            images.append(load_rgb(Path(path)))
+        batch = np.stack([_model_input(image, size, policy) for image in images])
+        outputs = model.predict(normalise(batch), verbose=0)
+        for path, image, probs, box in zip(chunk, images, outputs["label"], outputs["box"]):
+            label = int(np.argmax(probs))
+            xmin, ymin, xmax, ymax = box_to_pixels(box, image.shape[0], image.shape[1], size, policy)
+            results.append({"image": str(path), "label": names[label], "score": round(float(probs[label]), 4),
+                            "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}})
+    return results
+
+
+def images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist or is not a folder")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+    return paths

@@ -1,0 +1,65 @@
+"""Promotion steps of the retrain flow: find what changed, evaluate the champion, apply the gate."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from multitask import registry
+from multitask.config import EvaluateConfig, GateConfig, RunConfig
+from multitask.evaluate import evaluate
+from multitask.gate import HEADS, Decision, decide
+from multitask.records import DatasetRef, EvalReport, ModelVersion, SnapshotRef
+from tasks import retries
+from tasks.caching import output_dir
+
+
+@task(name="find_unchanged", **retries.IO)
+def find_unchanged(dataset: DatasetRef, config: RunConfig) -> ModelVersion | None:
+    """A version already made from this data, config and code: then there is nothing to retrain."""
+    return registry.find_version(config.registry.model_name, registry.lineage_tags(dataset, config))
+
+
+@task(name="current_champion", **retries.IO)
+def current_champion(model_name: str) -> ModelVersion | None:
+    return registry.champion(model_name)
+
+
+@task(name="evaluate_champion", result_serializer="json", **retries.IO)
+def evaluate_champion(champion: ModelVersion, snapshot: SnapshotRef, evaluate_config: EvaluateConfig) -> EvalReport:
+    """The champion on the challenger's test split, so the two are compared on the same data."""
+    out = output_dir()
+    path, _ = registry.fetch(f"{champion.name}/{champion.version}", out / "model")
+    return evaluate(str(path), snapshot, evaluate_config, out)
+
+
+def _table(decision: Decision, challenger: ModelVersion, champion: ModelVersion | None) -> list[dict]:
+    rows = []
+    for head, metric in HEADS.items():
+        rows.append({"head": head, "metric": metric,
+                     f"challenger v{challenger.version}": decision.challenger[head],
+                     f"champion v{champion.version}" if champion else "champion": (
+                         decision.champion[head] if decision.champion else None),
+                     "delta": decision.deltas.get(head)})
+    return rows
+
+
+@task(name="apply_gate", **retries.IO)
+def apply_gate(challenger: ModelVersion, challenger_report: EvalReport, champion: ModelVersion | None,
+               champion_report: EvalReport | None, gate: GateConfig) -> Decision:
+    """Decide, record the decision and numbers as tags, and move `champion` when it passes."""
+    decision = decide(challenger_report.metrics, champion_report.metrics if champion_report else None, gate)
+    tags = {"gate.decision": "promoted" if decision.promote else "kept out", "gate.reason": decision.reason,
+            "gate.champion_version": champion.version if champion else "",
+            **{f"gate.{head}": str(value) for head, value in decision.challenger.items()},
+            **{f"gate.delta_{head}": str(value) for head, value in decision.deltas.items()}}
+    if decision.promote:
+        registry.promote(challenger.name, challenger.version, tags)
+    else:
+        registry.set_tags(challenger.name, challenger.version, tags)
+    create_table_artifact(key="gate-comparison", table=_table(decision, challenger, champion),
+                          description="Champion vs challenger on the same test split, per head")
+    verdict = "promoted to champion" if decision.promote else "kept out"
+    create_markdown_artifact(key="gate-decision", description="Promotion decision",
+                             markdown=f"# v{challenger.version} {verdict}\n\n{decision.reason}")
+    return decision

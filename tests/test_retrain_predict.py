@@ -1,0 +1,148 @@
+"""retrain_flow with its gate, prediction (library, CLI, flow), and model commands."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import tiny_config
+from flows.predict import predict_flow
+from flows.retrain import retrain_flow
+from flows.train import train_flow
+from multitask import registry
+from multitask.cli import app
+from multitask.datasets.shapes import CLASS_NAMES
+from multitask.pipeline import box_to_pixels
+from multitask.predict import predict
+
+NO_FLOORS = ("gate.min_accuracy=0", "gate.min_mean_iou=0")
+
+
+def _versions() -> list[str]:
+    return sorted((r["version"] for r in registry.list_models() if r["name"] == "multitask-shapes"), key=int)
+
+
+def _champion() -> str:
+    return registry.champion("multitask-shapes").version
+
+
+@pytest.fixture(scope="module")
+def first(prefect_server, module_workspace):
+    # an untrained-looking first model: a learning rate so small that it barely moves
+    return retrain_flow(config=tiny_config(*NO_FLOORS, "train.learning_rate=1e-9"))
+
+
+def test_first_model_is_promoted_when_the_floors_are_met(first):
+    assert first["decision"] == "promoted" and first["champion"] == first["challenger"] == "1"
+    assert "no champion yet" in first["reason"] and _champion() == "1"
+
+
+def test_nothing_changed_means_nothing_to_retrain(first):
+    again = retrain_flow(config=tiny_config(*NO_FLOORS, "train.learning_rate=1e-9"))
+    assert again["decision"] == "nothing to retrain" and again["challenger"] == "1"
+    assert "train_model" not in again["steps"] and _versions() == ["1"]
+
+
+def test_challenger_below_the_floor_is_kept_out(first):
+    before = _champion()
+    result = retrain_flow(config=tiny_config("gate.min_accuracy=1.0", "train.seed=1"))
+    assert result["decision"] == "kept" and "below floor" in result["reason"]
+    assert _champion() == before
+    tags = registry.show(f"multitask-shapes/{result['challenger']}")["tags"]
+    assert tags["gate.decision"] == "kept out" and "challenger" in registry.show(
+        f"multitask-shapes/{result['challenger']}")["aliases"]
+
+
+def test_better_challenger_is_promoted_and_compared_per_head(first):
+    result = retrain_flow(config=tiny_config(*NO_FLOORS, "gate.tolerance=1.0", "train.epochs=5",
+                                             "train.learning_rate=0.003"))
+    assert set(result["metrics"]) == {"challenger", "champion"}
+    assert "evaluate_champion" in result["steps"]  # Cached: v1 was scored on this split before
+    assert result["decision"] == "promoted", result["reason"]
+    assert _champion() == result["challenger"]
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts()}
+    assert {"gate-comparison", "gate-decision"} <= keys
+
+
+def _constant_model(box, num_classes=3) -> keras.Model:
+    """Outputs a fixed box and class 1, whatever the image: known answers for mapping tests."""
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    logit = np.log(np.array(box) / (1 - np.array(box)))
+    box_out = keras.layers.Dense(4, activation="sigmoid", kernel_initializer="zeros",
+                                 bias_initializer=keras.initializers.Constant(logit), name="box")(pooled)
+    label_bias = np.array([0.0, 5.0, 0.0][:num_classes])
+    label_out = keras.layers.Dense(num_classes, activation="softmax", kernel_initializer="zeros",
+                                   bias_initializer=keras.initializers.Constant(label_bias), name="label")(pooled)
+    return keras.Model(inputs, {"label": label_out, "box": box_out})
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    # 200 wide x 100 high. Stretch: x scales by 200, y by 100.
+    ("stretch", {"xmin": 50.0, "ymin": 25.0, "xmax": 150.0, "ymax": 75.0}),
+    # Letterbox to 32: the image is 32x16 with 8 rows of padding above; y = (v*32 - 8) / 16 * 100.
+    ("letterbox", {"xmin": 50.0, "ymin": 0.0, "xmax": 150.0, "ymax": 100.0}),
+])
+def test_predicted_box_is_in_the_original_images_pixels(tmp_path, policy, expected):
+    Image.new("RGB", (200, 100), (30, 60, 90)).save(tmp_path / "wide.png")
+    model = _constant_model([0.25, 0.25, 0.75, 0.75])
+    [row] = predict(model, [tmp_path / "wide.png"], {"class_names": ["a", "b", "c"], "image_size": 32,
+                                                      "resize": policy})
+    assert row["label"] == "b" and row["score"] > 0.9
+    assert row["box"] == pytest.approx(expected, abs=0.05)
+
+
+def test_letterbox_inverse_for_a_tall_image():
+    # 50 wide x 100 high into 32: 16x32, padded 8 columns left; a box over the middle half
+    box = [0.25, (8 + 4) / 32, 0.75, (8 + 12) / 32]
+    assert box_to_pixels(box, 100, 50, 32, "letterbox") == pytest.approx([12.5, 25.0, 37.5, 75.0], abs=0.01)
+
+
+def test_cli_predict_and_unknown_alias(first, tmp_path):
+    Image.new("RGB", (90, 40), (200, 30, 30)).save(tmp_path / "a.png")
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "--model", "multitask-shapes@champion", str(tmp_path / "a.png"), "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout.strip().splitlines()[-1])
+    assert row["label"] in CLASS_NAMES and 0 < row["score"] <= 1
+    assert 0 <= row["box"]["xmin"] <= row["box"]["xmax"] <= 90 and 0 <= row["box"]["ymin"] <= row["box"]["ymax"] <= 40
+    missing = runner.invoke(app, ["predict", "--model", "multitask-shapes@nope", str(tmp_path / "a.png")])
+    assert missing.exit_code == 2 and "no registered model 'multitask-shapes@nope'" in missing.stderr
+
+
+def test_predict_flow_writes_csv_and_json(first, tmp_path):
+    for i, size in enumerate([(64, 64), (120, 50), (30, 90)]):
+        Image.new("RGB", size, (i * 60, 90, 40)).save(tmp_path / f"img{i}.png")
+    result = predict_flow(model="multitask-shapes@champion", images=str(tmp_path), output=str(tmp_path / "out"))
+    assert result["count"] == 3
+    rows = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [r["image"].rsplit("/", 1)[-1] for r in rows] == ["img0.png", "img1.png", "img2.png"]
+    assert (tmp_path / "out" / "predictions.csv").read_text().splitlines()[0] == "image,label,score,xmin,ymin,xmax,ymax"
+
+
+def test_models_show_and_manual_promotion_records_who_and_why(first):
+    runner = CliRunner()
+    result = runner.invoke(app, ["models", "promote", "multitask-shapes/1", "--reason", "rollback", "--by", "ana"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(runner.invoke(app, ["models", "show", "multitask-shapes@champion", "--json"]).stdout)
+    assert shown["version"] == "1" and shown["tags"]["promoted_by"] == "ana"
+    assert shown["tags"]["promotion_reason"] == "rollback"
+
+
+def test_cli_evaluate_a_registered_model(first):
+    result = CliRunner().invoke(app, ["evaluate", "--model", "multitask-shapes/1", "--dataset", "shapes",
+                                      "--set", "data.train_size=20", "--set", "data.validation_size=5",
+                                      "--set", "data.test_size=12", "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])["metrics"]
+    assert set(metrics) >= {"accuracy", "mean_iou", "iou50", "loss"}
+
+
+def test_single_device_strategy_trains(prefect_server, workspace):
+    assert train_flow(config=tiny_config("train.distribute=\"mirrored\""))["steps"]["train_model"] == "Completed"
