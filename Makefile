@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install train test clean
+.PHONY: install train test bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ train: $(STAMP)
 ## The whole test suite (fast: tiny datasets, Prefect under its test harness)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Benchmarks P0-P5 (about 10 minutes on 2 cores): bench/results/*.json and docs/benchmarks.md
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .multitask .pytest_cache
