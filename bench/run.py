@@ -270,8 +270,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per P1 measurement (first one is warm-up)")
     parser.add_argument("--p5-epochs", type=int, default=12)
+    parser.add_argument("--p4-sizes", type=int, nargs="+", default=[1000, 4000, 16000])
     parser.add_argument("--p4-child", type=int)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--smoke", action="store_true", help="print the results, write nothing")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="multitask-bench-"))
     if args.p4_child:
@@ -282,11 +284,14 @@ def main() -> None:
     results["P0_P1"] = p0_p1(workdir, args.rounds, args.epochs)
     results["P2"] = p2(workdir, results["P0_P1"]["float32"]["ours_img_s"])
     results["P3"] = p3(workdir)
-    results["P4"] = p4(workdir, [1000, 4000, 16000])
+    results["P4"] = p4(workdir, args.p4_sizes)
     results["P5"] = p5(workdir, args.p5_epochs)
     results["seconds"] = round(time.perf_counter() - started, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{platform.node()}-{results['machine']['date']}.json"
+    if args.smoke:  # a quick check that the script runs; nothing is published
+        print(json.dumps(results, indent=2))
+        return
     out.write_text(json.dumps(results, indent=2) + "\n")
     DOC.write_text(markdown(results))
     print(f"wrote {out} and {DOC} in {results['seconds']} s")
