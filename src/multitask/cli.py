@@ -173,7 +173,8 @@ def evaluate_command(
             raise UserError(f"{model} was trained on classes {metadata['class_names'][:5]}..., "
                             f"{dataset} has {dataset_ref.class_names[:5]}...")
         snapshot = build_snapshot(dataset_ref, data, scratch / "snapshot")
-        report = evaluate(str(path), snapshot, run_config.evaluate, workspace.root() / "evaluations" / model.replace("/", "@"))
+        out_dir = workspace.root() / "evaluations" / model.replace("/", "@")
+        report = evaluate(str(path), snapshot, run_config.evaluate, out_dir)
     except UserError as exc:
         _fail(str(exc))
     finally:
