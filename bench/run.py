@@ -37,7 +37,7 @@ from multitask.datasets import catalog  # noqa: E402
 from multitask.fingerprint import hash_file  # noqa: E402
 from multitask.model import build_model  # noqa: E402
 from multitask.pipeline import build_snapshot, load_split, make_dataset  # noqa: E402
-from multitask.records import ModelRef  # noqa: E402
+from multitask.records import ModelRef, SnapshotRef  # noqa: E402
 from multitask.train import train  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -94,10 +94,15 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def shapes_snapshot(workdir: Path, train_size: int) -> tuple:
+    """`shapes` with `train_size` training images, as a snapshot; built once per workdir."""
     os.environ["MULTITASK_HOME"] = str(workdir / "ws")
     data = DataConfig(train_size=train_size, validation_size=100, test_size=100)
-    dataset = catalog.prepare(data)
-    return build_snapshot(dataset, data, workdir / f"snapshot-{train_size}"), data
+    record = workdir / f"snapshot-{train_size}.json"
+    if record.exists():
+        return SnapshotRef.model_validate_json(record.read_text()), data
+    snapshot = build_snapshot(catalog.prepare(data), data, workdir / f"snapshot-{train_size}")
+    record.write_text(snapshot.model_dump_json())
+    return snapshot, data
 
 
 def plain_images_per_second(snapshot, epochs: int) -> float:
@@ -195,6 +200,8 @@ def p4_child(size: int, workdir: Path) -> dict:
 
 def p4(workdir: Path, sizes: list[int]) -> dict:
     rows = []
+    for size in sizes:
+        shapes_snapshot(workdir, size)  # built here, so the child's peak RSS is training's alone
     for size in sizes:  # one process each: peak RSS is per process
         out = subprocess.run([sys.executable, __file__, "--p4-child", str(size), "--workdir", str(workdir)],
                              capture_output=True, text=True, check=True)
@@ -248,7 +255,7 @@ def markdown(results: dict) -> str:
         f"float32 ours {f32['ours_rounds']}, plain {f32['plain_rounds']}; "
         f"bf16 ours {bf16['ours_rounds']}, plain {bf16['plain_rounds']}.",
         "",
-        "## P4 scaling (preset `seed`, epoch 2 of 2)",
+        "## P4 scaling (preset `seed`, epoch 2 of 2; peak RSS of a process that only trains)",
         "",
         "| training images | ms / image | peak RSS (MB) |",
         "|---|---|---|",
