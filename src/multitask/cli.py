@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -27,6 +27,14 @@ data_app = typer.Typer(no_args_is_help=True, help="Datasets: build the TFDS reco
 app.add_typer(data_app, name="data")
 
 _METRICS = ("accuracy", "mean_iou", "iou50", "loss", "label_loss", "box_loss")
+
+# Options shared by `train` and `retrain`.
+DatasetOption = Annotated[Optional[str], typer.Option(help="Dataset spec: shapes, tfds:NAME, folder:PATH.")]
+PresetOption = Annotated[str, typer.Option(help="`seed` (the starting point) or `default`.")]
+EpochsOption = Annotated[Optional[int], typer.Option(help="Training epochs (overrides the preset).")]
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="A TOML file with config sections.")]
+SetOption = Annotated[list[str], typer.Option("--set", help="section.key=value, repeatable.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 
 
 def _fail(message: str) -> NoReturn:
@@ -81,14 +89,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 @app.command()
-def train(
-    dataset: Optional[str] = typer.Option(None, help="Dataset spec, e.g. `shapes`."),
-    preset: str = typer.Option("default", help="`seed` (the starting point) or `default`."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (overrides the preset)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file with config sections."),
-    sets: list[str] = typer.Option([], "--set", help="section.key=value, repeatable."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last stdout line."),
-) -> None:
+def train(dataset: DatasetOption = None, preset: PresetOption = "default", epochs: EpochsOption = None,
+          config: ConfigOption = None, sets: SetOption = [], as_json: JsonOption = False) -> None:
     """Run the train flow: prepare data, snapshot, build, fit, evaluate, register."""
     run_config = _run_config(dataset, preset, epochs, config, sets)
     from flows.train import train_flow  # imports Prefect and TensorFlow
@@ -101,14 +103,8 @@ def train(
 
 
 @app.command()
-def retrain(
-    dataset: Optional[str] = typer.Option(None, help="Dataset spec, e.g. `shapes`."),
-    preset: str = typer.Option("default", help="`seed` (the starting point) or `default`."),
-    epochs: Optional[int] = typer.Option(None, help="Training epochs (overrides the preset)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="A TOML file with config sections."),
-    sets: list[str] = typer.Option([], "--set", help="section.key=value, repeatable."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last stdout line."),
-) -> None:
+def retrain(dataset: DatasetOption = None, preset: PresetOption = "default", epochs: EpochsOption = None,
+            config: ConfigOption = None, sets: SetOption = [], as_json: JsonOption = False) -> None:
     """Run the retrain flow: train a challenger, compare it with the champion, promote if better."""
     run_config = _run_config(dataset, preset, epochs, config, sets)
     from flows.retrain import retrain_flow
