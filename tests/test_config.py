@@ -35,6 +35,7 @@ def test_set_values_are_typed():
     ({"sets": ["epochs"]}, "section.key=value"),
     ({"sets": ["train.epochs=0"]}, "train.epochs"),
     ({"sets": ["train.box_loss=l7"]}, "train.box_loss"),
+    ({"sets": ['train.box_loss="huber+l2"']}, "train.box_loss"),
     ({"sets": ["registry.model_name=../escape"]}, "registry.model_name"),
     ({"config_file": Path("/nonexistent/run.toml")}, "cannot read config file"),
 ])

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from multitask.config import ModelConfig, TrainConfig
-from multitask.losses import BoxLoss, giou
+from multitask.losses import BoxLoss
 from multitask.metrics import box_iou_numpy
 from multitask.model import build_model, compile_model, load
 
@@ -46,19 +46,27 @@ def test_default_model_round_trips_in_safe_mode(tmp_path):
 BOX = np.array([[0.2, 0.2, 0.6, 0.6]], dtype=np.float32)
 
 
-@pytest.mark.parametrize("kind", ["huber", "giou", "huber+giou"])
+@pytest.mark.parametrize("kind", ["huber", "iou", "giou", "ciou", "huber+giou", "huber+ciou"])
 def test_box_loss_is_zero_on_identical_boxes_and_grows_apart(kind):
     loss = BoxLoss(kind=kind)
     values = [float(loss(BOX, BOX + shift)) for shift in (0.0, 0.05, 0.2, 0.4)]
-    assert values[0] == pytest.approx(0.0, abs=1e-6)
+    assert values[0] == pytest.approx(0.0, abs=1e-5)  # Keras CIoU keeps an epsilon of ~2e-6
     assert values == sorted(values) and values[1] > 0
 
 
-def test_giou_has_a_gradient_for_disjoint_boxes():
+@pytest.mark.parametrize(("kind", "has_gradient"), [("giou", True), ("ciou", True), ("iou", False)])
+def test_giou_and_ciou_have_a_gradient_for_disjoint_boxes(kind, has_gradient):
     far = tf.Variable([[0.7, 0.7, 0.9, 0.9]])
     with tf.GradientTape() as tape:
-        value = 1.0 - giou(tf.constant(BOX), far)
-    assert float(tf.reduce_sum(tf.abs(tape.gradient(value, far)))) > 0
+        value = BoxLoss(kind=kind)(tf.constant(BOX), far)
+    gradient = tape.gradient(value, far)
+    assert (gradient is not None and float(tf.reduce_sum(tf.abs(gradient))) > 0) == has_gradient
+
+
+@pytest.mark.parametrize("kind", ["l2", "huber+huber", "bce+huber"])
+def test_unknown_box_losses_are_refused(kind):
+    with pytest.raises(ValueError, match="box loss"):
+        BoxLoss(kind=kind)
 
 
 def test_box_iou_known_values():

@@ -58,8 +58,9 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
-    box_loss: Literal["bce", "huber", "giou", "huber+giou"] = Field(
-        "huber", description="`bce` is the seed's binary cross-entropy on coordinates."
+    box_loss: str = Field(
+        "huber", pattern=r"^(bce|(huber|iou|giou|ciou)(\+(huber|iou|giou|ciou))*)$",
+        description="`bce` (the seed's), or terms huber, iou, giou, ciou joined by '+'.",
     )
     huber_delta: float = Field(0.02, gt=0, description="Huber transition point, in image fractions.")
     label_loss_weight: float = Field(1.0, ge=0)

@@ -1,13 +1,17 @@
-"""Box losses: the seed's binary cross-entropy, Huber, 1 - GIoU, and Huber + (1 - GIoU)."""
+"""Box losses: the seed's binary cross-entropy, or a sum of Huber, 1 - IoU, 1 - GIoU, 1 - CIoU.
+
+A box loss is named by its terms joined with "+", e.g. "huber", "giou", "huber+ciou".
+"""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from multitask.metrics import intersection_and_union
+from multitask.metrics import box_iou, intersection_and_union
 
 _EPS = 1e-7
+TERMS = ("huber", "iou", "giou", "ciou")
 
 
 def giou(y_true, y_pred):
@@ -22,27 +26,43 @@ def giou(y_true, y_pred):
     return inter / (union + _EPS) - (enclosing - union) / (enclosing + _EPS)
 
 
+def ciou(y_true, y_pred):
+    """Complete IoU (IoU minus centre-distance and aspect-ratio penalties), Keras' own."""
+    return keras.utils.bounding_boxes.compute_ciou(y_true, y_pred, "yxyx")  # "rel_*" formats are refused
+
+
+def split_terms(kind: str) -> list[str]:
+    terms = kind.split("+")
+    unknown = [t for t in terms if t not in TERMS]
+    if unknown or len(set(terms)) != len(terms):
+        raise ValueError(f"box loss {kind!r}: use 'bce' or distinct terms from {', '.join(TERMS)} joined by '+'")
+    return terms
+
+
 @keras.saving.register_keras_serializable(package="multitask")
 class BoxLoss(keras.losses.Loss):
-    """`huber`, `giou` (1 - GIoU) or `huber+giou` on [ymin, xmin, ymax, xmax] boxes."""
+    """A sum of terms on [ymin, xmin, ymax, xmax] boxes: huber, 1 - IoU, 1 - GIoU, 1 - CIoU."""
 
     def __init__(self, kind: str = "huber", huber_delta: float = 0.02, name: str = "box_loss", **kwargs):
         super().__init__(name=name, **kwargs)
-        if kind not in ("huber", "giou", "huber+giou"):
-            raise ValueError(f"unknown box loss {kind!r}")
+        self.terms = split_terms(kind)
         self.kind = kind
         self.huber_delta = huber_delta
 
+    def _huber(self, y_true, y_pred):
+        error = ops.abs(y_true - y_pred)
+        quadratic = ops.minimum(error, self.huber_delta)
+        return ops.mean(0.5 * quadratic**2 + self.huber_delta * (error - quadratic), axis=-1)
+
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, y_pred.dtype)
-        loss = 0.0
-        if "huber" in self.kind:
-            error = ops.abs(y_true - y_pred)
-            quadratic = ops.minimum(error, self.huber_delta)
-            loss = loss + ops.mean(0.5 * quadratic**2 + self.huber_delta * (error - quadratic), axis=-1)
-        if "giou" in self.kind:
-            loss = loss + 1.0 - giou(y_true, y_pred)
-        return loss
+        term_values = {
+            "huber": lambda: self._huber(y_true, y_pred),
+            "iou": lambda: 1.0 - box_iou(y_true, y_pred),
+            "giou": lambda: 1.0 - giou(y_true, y_pred),
+            "ciou": lambda: 1.0 - ciou(y_true, y_pred),
+        }
+        return sum(term_values[term]() for term in self.terms)
 
     def get_config(self):
         return {**super().get_config(), "kind": self.kind, "huber_delta": self.huber_delta}
