@@ -151,30 +151,25 @@ def evaluate_command(
 ) -> None:
     """Evaluate a registered model on a dataset's test split (built with the model's image size)."""
     run_config = _run_config(dataset, "default", None, None, sets)
-    import shutil
-    import tempfile
-
     from multitask import registry, workspace
     from multitask.datasets import catalog
     from multitask.evaluate import evaluate
     from multitask.pipeline import build_snapshot
 
-    scratch = Path(tempfile.mkdtemp(dir=workspace.ensure(), prefix=".evaluate-"))
     try:
-        path, metadata = registry.fetch(model, scratch / "model")
-        data = run_config.data.model_copy(update={"image_size": int(metadata.get("image_size", 64)),
-                                                  "resize": metadata.get("resize", "stretch")})
-        dataset_ref = catalog.prepare(data)
-        if metadata.get("class_names") and metadata["class_names"] != dataset_ref.class_names:
-            raise UserError(f"{model} was trained on classes {metadata['class_names'][:5]}..., "
-                            f"{dataset} has {dataset_ref.class_names[:5]}...")
-        snapshot = build_snapshot(dataset_ref, data, scratch / "snapshot")
-        out_dir = workspace.root() / "evaluations" / model.replace("/", "@")
-        report = evaluate(str(path), snapshot, run_config.evaluate, out_dir)
+        with workspace.scratch("evaluate") as scratch:
+            path, metadata = registry.fetch(model, scratch / "model")
+            data = run_config.data.model_copy(update={"image_size": int(metadata.get("image_size", 64)),
+                                                      "resize": metadata.get("resize", "stretch")})
+            dataset_ref = catalog.prepare(data)
+            if metadata.get("class_names") and metadata["class_names"] != dataset_ref.class_names:
+                raise UserError(f"{model} was trained on classes {metadata['class_names'][:5]}..., "
+                                f"{dataset} has {dataset_ref.class_names[:5]}...")
+            snapshot = build_snapshot(dataset_ref, data, scratch / "snapshot")
+            out_dir = workspace.root() / "evaluations" / model.replace("/", "@")
+            report = evaluate(str(path), snapshot, run_config.evaluate, out_dir)
     except UserError as exc:
         _fail(str(exc))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     if as_json:
         sys.stdout.write(json.dumps({"model": model, "dataset": dataset, "metrics": report.metrics}) + "\n")
         return
@@ -211,23 +206,17 @@ def data_validate(
 ) -> None:
     """Build the dataset and its snapshot, check labels, boxes, splits and classes; exit 2 if bad."""
     data = _data_config(spec, sets)
-    import shutil
-    import tempfile
-
     from multitask import workspace
     from multitask.datasets import catalog
     from multitask.pipeline import build_snapshot
     from multitask.validate import validate
 
     report_dir = workspace.ensure(workspace.root() / "validation")
-    scratch = Path(tempfile.mkdtemp(dir=workspace.root(), prefix=".validate-"))
     try:
-        snapshot = build_snapshot(catalog.prepare(data), data, scratch / "snapshot")
-        report = validate(snapshot, report_dir)
+        with workspace.scratch("validate") as scratch:
+            report = validate(build_snapshot(catalog.prepare(data), data, scratch / "snapshot"), report_dir)
     except UserError as exc:
         _fail(str(exc))
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     if as_json:
         sys.stdout.write(Path(report.path).read_text().replace("\n", " ") + "\n")
         return

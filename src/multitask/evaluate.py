@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -25,10 +26,9 @@ METRIC_NAMES = {
 
 
 def _save_figure(fig: Figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    tmp.replace(path)
-    return path
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
+    return atomic.write_bytes(path, png.getvalue())
 
 
 def plot_curves(history: list[dict[str, float]], path: Path) -> Path:

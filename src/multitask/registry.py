@@ -8,7 +8,6 @@ import logging
 import os
 import platform
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -92,16 +91,6 @@ def _signature(model: keras.Model) -> ModelSignature:
     return infer_signature(sample, {name: np.asarray(value) for name, value in outputs.items()})
 
 
-def _existing_version(c: MlflowClient, name: str, train_fingerprint: str) -> ModelVersion | None:
-    """The version already registered for this trained model, so a re-run adds no duplicate."""
-    # Errors propagate: a "database is locked" here must fail the attempt (and be retried),
-    # not pass for "no version yet" and register a duplicate.
-    found = c.search_model_versions(f"name = '{name}' and tags.`{_TRAIN_FINGERPRINT_TAG}` = '{train_fingerprint}'")
-    for mv in found:
-        return _record(c, name, mv.version, mv.run_id)
-    return None
-
-
 def _record(c: MlflowClient, name: str, version: str, run_id: str) -> ModelVersion:
     mv = c.get_model_version(name, version)
     return ModelVersion(name=name, version=str(version), run_id=run_id, aliases=sorted(mv.aliases),
@@ -126,7 +115,7 @@ def register(
     """
     c = client()
     name = config.registry.model_name
-    existing = _existing_version(c, name, trained.fingerprint)
+    existing = find_version(name, {_TRAIN_FINGERPRINT_TAG: trained.fingerprint})
     if existing is not None:  # registered before, maybe by an attempt that died before the aliases
         _ensure_aliases(c, name, existing.version, first_is_champion)
         return _record(c, name, existing.version, existing.run_id)
@@ -213,18 +202,22 @@ _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
-def model_uri(reference: str) -> str:
-    """`NAME@ALIAS` or `NAME/VERSION` -> `models:/...`, refusing anything else."""
+def parse_reference(reference: str) -> tuple[str, str, str]:
+    """`NAME@ALIAS` -> (name, "@", alias); `NAME/VERSION` -> (name, "/", version); else refused."""
     name, at, alias = reference.partition("@")
     if not at:
-        name, slash, alias = reference.partition("/")
-        if not slash or not alias.isdigit():
+        name, slash, version = reference.partition("/")
+        if not slash or not version.isdigit():
             raise UserError(f"model reference {reference!r}: expected NAME@ALIAS or NAME/VERSION")
     elif not _ALIAS.match(alias):
         raise UserError(f"model alias {alias!r} is not valid (letters, digits, _ and -)")
     if not _NAME.match(name):
         raise UserError(f"model name {name!r} is not valid (letters, digits, _ . and -)")
-    return f"models:/{name}{at or '/'}{alias}"
+    return (name, "@", alias) if at else (name, "/", version)
+
+
+def model_uri(reference: str) -> str:
+    return "models:/" + "".join(parse_reference(reference))
 
 
 def lineage_tags(dataset: DatasetRef, config: RunConfig) -> dict[str, str]:
@@ -234,10 +227,12 @@ def lineage_tags(dataset: DatasetRef, config: RunConfig) -> dict[str, str]:
 
 
 def find_version(name: str, tags: dict[str, str]) -> ModelVersion | None:
-    """The newest version of `name` carrying all these tags, if any."""
+    """The newest version of `name` carrying all these tags, if any.
+
+    Errors propagate: a "database is locked" here must fail the attempt (and be retried), not
+    pass for "no such version" and, in `register`, add a duplicate.
+    """
     c = client()
-    if not c.search_registered_models(filter_string=f"name = '{name}'"):
-        return None
     clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     found = c.search_model_versions(f"name = '{name}' and {clauses}")
     newest = max(found, key=lambda mv: int(mv.version), default=None)
@@ -283,11 +278,10 @@ def promote(name: str, version: str, tags: dict[str, str]) -> None:
 
 def show(reference: str) -> dict[str, Any]:
     """One version's aliases, tags and source, as a JSON-friendly dict."""
-    model_uri(reference)  # validate
+    name, kind, which = parse_reference(reference)
     c = client()
-    name, at, rest = reference.partition("@")
     try:
-        mv = c.get_model_version_by_alias(name, rest) if at else c.get_model_version(*reference.split("/"))
+        mv = c.get_model_version_by_alias(name, which) if kind == "@" else c.get_model_version(name, which)
     except MlflowException as exc:
         raise UserError(f"no registered model {reference!r}: {exc.message}") from exc
     mv = c.get_model_version(mv.name, mv.version)
@@ -300,8 +294,8 @@ def load_registered(reference: str) -> tuple[keras.Model, dict[str, Any]]:
 
     A model holding Python code (a Lambda layer) is refused with a clear error.
     """
-    with tempfile.TemporaryDirectory(dir=workspace.ensure(), prefix=".fetch-") as tmp:
-        path, metadata = fetch(reference, Path(tmp))
+    with workspace.scratch("fetch") as tmp:
+        path, metadata = fetch(reference, tmp)
         try:
             return load(path, compile=False), metadata
         except ValueError as exc:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -100,9 +99,7 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
 
     epochs = {int(k): v for k, v in log.epochs.items()}
     best_epoch = min(epochs, key=lambda e: epochs[e]["val_loss"])
-    model_path = run_dir / "model.keras"
-    shutil.copyfile(run_dir / "best.keras", run_dir / ".model.keras.tmp")
-    (run_dir / ".model.keras.tmp").replace(model_path)
+    model_path = atomic.write_bytes(run_dir / "model.keras", (run_dir / "best.keras").read_bytes())
     history_path = atomic.write_json(run_dir / "history.json", [{"epoch": e, **epochs[e]} for e in sorted(epochs)])
     train_seconds = sum(e["train_seconds"] for e in epochs.values())
     images = snapshot.splits["train"] * len(epochs)

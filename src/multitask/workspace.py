@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from multitask.errors import WorkspaceError
@@ -48,3 +51,10 @@ def tracking_uri() -> str:
 
 def artifacts_uri() -> str:
     return (root() / "mlartifacts").as_uri()
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temporary folder inside the workspace (same file system: renames stay atomic), removed after."""
+    with tempfile.TemporaryDirectory(dir=ensure(), prefix=f".{prefix}-") as tmp:
+        yield Path(tmp)
