@@ -26,6 +26,16 @@ class Steps:
         self.states[step.name] = state.name
         return state.result()
 
+    def map(self, step: Task, labels: list[str], **params: Any) -> list[Any]:
+        """Map `step` over the list parameters (`unmapped(...)` for the shared ones) on the
+        flow's task runner; returns the results in order once all have finished."""
+        self.logger.info("step %s: %d mapped runs", step.name, len(labels))
+        futures = in_workspace(step).map(**params)
+        futures.wait()
+        for label, future in zip(labels, futures):
+            self.states[f"{step.name}[{label}]"] = future.state.name
+        return [future.result() for future in futures]
+
     def data(self, config: RunConfig):
         """prepare -> snapshot -> validate; returns (dataset, snapshot). Fails before training on bad data."""
         dataset = self.run(prepare_dataset, data=config.data)

@@ -34,7 +34,7 @@ def test_same_model_seed_gives_same_weights():
 
 def test_default_model_round_trips_in_safe_mode(tmp_path):
     model = build_model(ModelConfig(), 10, 32)
-    compile_model(model, TrainConfig(box_loss="huber+giou"))
+    model = compile_model(model, TrainConfig(box_loss="huber+giou"), steps_per_epoch=1)
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = load(path)

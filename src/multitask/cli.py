@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
+from multitask.compare import VARIANTS
 from multitask.config import load_config
 from multitask.datasets.spec import parse as parse_spec
 from multitask.errors import UserError, storage_problem
@@ -115,6 +116,44 @@ def retrain(dataset: DatasetOption = None, preset: PresetOption = "default", epo
         return
     typer.echo(f"\n{summary['decision']}: challenger v{summary['challenger']} - {summary['reason']}")
     typer.echo(f"  champion: v{summary['champion']}" if summary["champion"] else "  no champion")
+
+
+@app.command()
+def compare(
+    dataset: DatasetOption = None, preset: PresetOption = "default", epochs: EpochsOption = None,
+    config: ConfigOption = None, sets: SetOption = [],
+    seeds: int = typer.Option(3, min=1, help="Seeds per variant."),
+    variants: str = typer.Option(",".join(VARIANTS), help="Comma-separated variants to train."),
+    concurrency: int = typer.Option(1, min=1, help="Trainings at once (1 on a 2-core CPU)."),
+    out: Optional[Path] = typer.Option(None, help="Also copy comparison.md/.json/.png into this folder."),
+    as_json: JsonOption = False,
+) -> None:
+    """Label-only, box-only and multi-task (each weighting) models, same budget, over seeds."""
+    run_config = _run_config(dataset, preset, epochs, config, sets)
+    from flows.compare import run_compare
+
+    try:
+        summary = run_compare(run_config, seeds, [v.strip() for v in variants.split(",") if v.strip()], concurrency)
+    except UserError as exc:
+        _fail(str(exc))
+    if out is not None:
+        summary["copied"] = _copy_report(summary, out)
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        typer.echo("\n" + Path(summary["report"]).read_text())
+        typer.echo(f"report: {summary['report']}\nplot: {summary['plot']}")
+
+
+def _copy_report(summary: dict[str, Any], out: Path) -> list[str]:
+    from multitask import atomic
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        return [str(atomic.write_bytes(out / Path(summary[kind]).name, Path(summary[kind]).read_bytes()))
+                for kind in ("report", "json", "plot")]
+    except OSError as exc:
+        _fail(f"cannot write the report to {out}: {exc.strerror or exc}")
 
 
 @app.command()

@@ -58,6 +58,9 @@ class TrainConfig(Section):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="`cosine`: decay the learning rate to 0 over all epochs' steps.",
+    )
     box_loss: str = Field(
         "huber", pattern=r"^(bce|(huber|iou|giou|ciou)(\+(huber|iou|giou|ciou))*)$",
         description="`bce` (the seed's), or terms huber, iou, giou, ciou joined by '+'.",
@@ -65,6 +68,11 @@ class TrainConfig(Section):
     huber_delta: float = Field(0.02, gt=0, description="Huber transition point, in image fractions.")
     label_loss_weight: float = Field(1.0, ge=0)
     box_loss_weight: float = Field(50.0, ge=0)
+    weighting: Literal["fixed", "uncertainty", "dwa"] = Field(
+        "fixed", description="How head losses are weighted: the fixed weights above, learned "
+        "uncertainty weights (starting from them), or Dynamic Weight Average (scaling them).",
+    )
+    dwa_temperature: float = Field(2.0, gt=0, description="Dynamic Weight Average temperature T.")
     early_stopping_patience: int | None = Field(None, ge=1, description="Epochs without val_loss gain.")
     # Measured on 2 CPU cores: 16 steps per tf.function call trained the seed model 1.4-1.6x
     # faster than 1 (Python overhead per step); XLA (jit_compile) was 2x slower, so it is off.

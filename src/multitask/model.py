@@ -15,6 +15,7 @@ from multitask.config import ModelConfig, TrainConfig
 from multitask.errors import ConfigError
 from multitask.losses import box_loss
 from multitask.metrics import BoxIoUAbove, MeanBoxIoU
+from multitask.weighting import with_weighting
 
 
 def seed_model(num_classes: int, image_size: int) -> keras.Model:
@@ -117,17 +118,36 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Mo
         keras.config.set_dtype_policy(previous)
 
 
-def compile_model(model: keras.Model, cfg: TrainConfig) -> None:
-    """Sparse categorical cross-entropy is the seed's categorical one on integer labels."""
+def learning_rate(cfg: TrainConfig, steps_per_epoch: int):
+    if cfg.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.epochs * steps_per_epoch)
+    return cfg.learning_rate
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> keras.Model:
+    """The model ready to train with `cfg`'s losses, weighting and metrics.
+
+    Fixed weighting compiles the model itself with Keras' loss weights (sparse categorical
+    cross-entropy is the seed's categorical one on integer labels). Learned weightings return
+    the same layers in a `WeightedMultiTask`, which computes and weights the head losses itself.
+    """
+    losses, loss_weights = None, None
+    if cfg.weighting == "fixed":
+        losses = {"label": keras.losses.SparseCategoricalCrossentropy(name="label_loss"),
+                  "box": box_loss(cfg.box_loss, cfg.huber_delta)}
+        loss_weights = {"label": cfg.label_loss_weight, "box": cfg.box_loss_weight}
+    else:
+        model = with_weighting(model, cfg.weighting, (cfg.label_loss_weight, cfg.box_loss_weight),
+                               cfg.box_loss, cfg.huber_delta, cfg.dwa_temperature)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
-        loss={"label": keras.losses.SparseCategoricalCrossentropy(name="label_loss"),
-              "box": box_loss(cfg.box_loss, cfg.huber_delta)},
-        loss_weights={"label": cfg.label_loss_weight, "box": cfg.box_loss_weight},
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(cfg, steps_per_epoch)),
+        loss=losses,
+        loss_weights=loss_weights,
         metrics={"label": ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
                  "box": [MeanBoxIoU(), BoxIoUAbove(0.5)]},
         steps_per_execution=cfg.steps_per_execution,
     )
+    return model
 
 
 def load(path: Path | str, *, compile: bool = True) -> keras.Model:

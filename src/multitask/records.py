@@ -113,6 +113,22 @@ class EvalReport(Record):
         return all(f.is_file() for f in self.files) and hash_file(Path(self.metrics_path)) == self.fingerprint
 
 
+class ComparisonReport(Record):
+    """The multi-task vs single-task comparison: summary rows and the report files."""
+
+    rows: list[dict[str, object]]
+    json_path: str
+    markdown_path: str
+    plot_path: str
+
+    @property
+    def files(self) -> list[Path]:
+        return [Path(p) for p in (self.json_path, self.markdown_path, self.plot_path)]
+
+    def is_intact(self) -> bool:
+        return all(f.is_file() for f in self.files) and hash_files(self.files) == self.fingerprint
+
+
 class ModelVersion(Record):
     """A registered model version in MLflow."""
 

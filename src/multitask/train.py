@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from multitask.config import TrainConfig
 from multitask.model import compile_model, load
 from multitask.pipeline import make_dataset
 from multitask.records import ModelRef, SnapshotRef, TrainedModelRef, hash_files
+from multitask.weighting import TaskWeightLog
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -58,7 +60,9 @@ def strategy(kind: str) -> tf.distribute.Strategy:
 
 def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog) -> list[keras.callbacks.Callback]:
     best = log.best_val_loss()
-    callbacks = [
+    # First, so that the epoch log and TensorBoard see the learned task weights.
+    callbacks = [TaskWeightLog()] if cfg.weighting != "fixed" else []
+    callbacks += [
         log,
         keras.callbacks.TerminateOnNaN(raise_error=True),
         keras.callbacks.ModelCheckpoint(
@@ -88,8 +92,8 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
         (run_dir / "best.keras").unlink(missing_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     with strategy(cfg.distribute).scope():
-        model = load(model_ref.path, compile=False)
-        compile_model(model, cfg)
+        steps_per_epoch = math.ceil(snapshot.splits["train"] / cfg.batch_size)
+        model = compile_model(load(model_ref.path, compile=False), cfg, steps_per_epoch)
     train_ds = make_dataset(snapshot, "train", cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
                             augment_flip=cfg.augment_flip, seed=cfg.seed)
     val_ds = make_dataset(snapshot, "validation", cfg.batch_size)

@@ -1,7 +1,12 @@
-"""Write generated shapes as a folder dataset (PNG files + CSV or COCO), in varied sizes and modes.
+"""Write generated shapes as a folder dataset (PNG files + CSV or COCO).
 
-Used by the tests and to try `folder:PATH` end to end:
-`python -m multitask.datasets.export PATH --count 3000 --format csv`.
+Two styles:
+- `rescaled` (the default): `shapes` images resized to random non-square sizes and PIL modes,
+  for testing the folder reader (`python -m multitask.datasets.export PATH --count 3000`);
+- `cluttered`: a harder benchmark, each shape drawn natively on a square canvas of 64-128 px
+  with a radius of 12.5% to 38% of the side, over a gradient background with 10-25 distractor
+  strokes and blobs, and 0-2 thin strokes across the object itself
+  (`python -m multitask.datasets.export PATH --count 3000 --style cluttered`).
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from multitask.atomic import write_bytes
-from multitask.datasets.shapes import CLASS_NAMES, make_example
+from multitask.datasets.shapes import CLASS_NAMES, MAX_ROTATION, contrasting_colour, draw_shape, make_example
 
 _MODES = ("RGB", "L", "RGBA", "P")
 
@@ -29,14 +34,62 @@ def _scaled(image: np.ndarray, box: list[float], rng: np.random.Generator) -> tu
     return picture, [xmin * width, ymin * height, xmax * width, ymax * height]
 
 
-def write_folder(root: Path, count: int, fmt: str = "csv", seed: int = 0) -> Path:
+def _rescaled(rng: np.random.Generator) -> tuple[Image.Image, int, list[float]]:
+    image, label, box = make_example(rng)
+    picture, pixels = _scaled(image, box, rng)
+    return picture, label, pixels
+
+
+def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    return tuple(int(v) for v in rng.integers(0, 256, 3))
+
+
+def _clutter(pen: ImageDraw.ImageDraw, size: int, rng: np.random.Generator, count: int, max_width: int) -> None:
+    """Random strokes and small blobs (ellipses, rectangles) in random colours."""
+    for _ in range(count):
+        x, y = rng.uniform(0, size, 2)
+        kind = rng.integers(3)
+        if kind == 0:
+            dx, dy = rng.uniform(-0.3, 0.3, 2) * size
+            pen.line([x, y, x + dx, y + dy], fill=_random_colour(rng), width=int(rng.integers(1, max_width + 1)))
+        else:
+            rx, ry = rng.uniform(0.01, 0.05, 2) * size
+            shape = pen.ellipse if kind == 1 else pen.rectangle
+            shape([x - rx, y - ry, x + rx, y + ry], fill=_random_colour(rng))
+
+
+def _cluttered(rng: np.random.Generator) -> tuple[Image.Image, int, list[float]]:
+    """A shape at a varied scale on a cluttered gradient; the box is the shape's tight pixel box."""
+    size = int(rng.integers(64, 129))
+    top, bottom = rng.integers(0, 256, size=(2, 3))
+    ramp = np.linspace(0, 1, size)[:, None, None]
+    background = top + (bottom - top) * ramp + rng.normal(0, 12, size=(size, size, 3))
+    canvas = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
+    pen = ImageDraw.Draw(canvas)
+    _clutter(pen, size, rng, int(rng.integers(10, 26)), max_width=3)
+
+    label = int(rng.integers(len(CLASS_NAMES)))
+    radius = rng.uniform(0.125, 0.38) * size  # objects 16-48 px across at 64 px
+    cx, cy = rng.uniform(radius, size - radius, 2)
+    mask = Image.new("L", (size, size), 0)
+    draw_shape(ImageDraw.Draw(mask), label, cx, cy, radius, rng.uniform(-MAX_ROTATION, MAX_ROTATION))
+    colour = contrasting_colour(rng, (top + bottom) / 2)
+    canvas.paste(Image.new("RGB", (size, size), tuple(int(v) for v in colour)), (0, 0), mask)
+    ys, xs = np.nonzero(np.asarray(mask) > 127)
+    _clutter(pen, size, rng, int(rng.integers(0, 3)), max_width=1)  # thin strokes across the object
+    return canvas, label, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
+
+
+STYLES = {"rescaled": _rescaled, "cluttered": _cluttered}
+
+
+def write_folder(root: Path, count: int, fmt: str = "csv", seed: int = 0, style: str = "rescaled") -> Path:
     """`count` images in `root/images/` plus `annotations.csv` (pixels) or COCO `annotations.json`."""
     (root / "images").mkdir(parents=True, exist_ok=True)
     rows, coco_images, coco_annotations = [], [], []
     for index in range(count):
         rng = np.random.default_rng([seed, index])
-        image, label, box = make_example(rng)
-        picture, pixels = _scaled(image, box, rng)
+        picture, label, pixels = STYLES[style](rng)
         filename = f"images/{index:06d}.png"
         picture.save(root / filename)
         rows.append([filename, CLASS_NAMES[label], *(round(v, 2) for v in pixels)])
@@ -62,8 +115,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=3000)
     parser.add_argument("--format", choices=("csv", "coco"), default="csv")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--style", choices=tuple(STYLES), default="rescaled")
     args = parser.parse_args()
-    print(write_folder(args.root, args.count, args.format, args.seed))
+    print(write_folder(args.root, args.count, args.format, args.seed, args.style))
 
 
 if __name__ == "__main__":

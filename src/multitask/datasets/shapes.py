@@ -21,7 +21,7 @@ CLASS_NAMES = (
 )
 _SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 _MIN_RADIUS, _MAX_RADIUS = 8, 22
-_MAX_ROTATION = math.radians(15)  # keeps square and diamond apart
+MAX_ROTATION = math.radians(15)  # keeps square and diamond apart
 
 
 @dataclasses.dataclass
@@ -86,7 +86,7 @@ def draw_shape(mask: ImageDraw.ImageDraw, label: int, cx: float, cy: float, radi
         mask.polygon(_polygon(cx, cy, radius, sides, base + angle), fill=255)
 
 
-def _contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+def contrasting_colour(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
     while True:
         colour = rng.integers(0, 256, size=3)
         if np.abs(colour - background).sum() > 200:
@@ -114,8 +114,8 @@ def make_example(rng: np.random.Generator) -> tuple[np.ndarray, int, list[float]
     radius = rng.uniform(_MIN_RADIUS, _MAX_RADIUS)
     cx, cy = rng.uniform(radius, size - radius, 2)
     mask_image = Image.new("L", (size, size), 0)
-    draw_shape(ImageDraw.Draw(mask_image), label, cx, cy, radius, rng.uniform(-_MAX_ROTATION, _MAX_ROTATION))
-    colour = Image.new("RGB", (size, size), tuple(int(v) for v in _contrasting_colour(rng, background)))
+    draw_shape(ImageDraw.Draw(mask_image), label, cx, cy, radius, rng.uniform(-MAX_ROTATION, MAX_ROTATION))
+    colour = Image.new("RGB", (size, size), tuple(int(v) for v in contrasting_colour(rng, background)))
     canvas.paste(colour, (0, 0), mask_image)
 
     mask = np.asarray(mask_image) > 127

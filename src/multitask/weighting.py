@@ -1,0 +1,116 @@
+"""Learned task weighting for the two heads: uncertainty weighting and Dynamic Weight Average.
+
+`fixed` weighting needs nothing here: it is Keras' own `loss_weights`. The other two need the
+per-head losses before they are summed, which only `Model.compute_loss` sees, and their state
+(log-variances, DWA history) must be saved with the model and restored on a resume. Both
+reasons make `WeightedMultiTask` a registered functional `keras.Model` subclass that owns the
+head losses and their state as model variables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import ops
+
+from multitask.losses import box_loss
+
+HEADS = ("label", "box")
+WEIGHTINGS = ("fixed", "uncertainty", "dwa")
+
+
+@keras.saving.register_keras_serializable(package="multitask")
+class WeightedMultiTask(keras.Model):
+    """A two-head model whose loss weights change while it trains.
+
+    `uncertainty` (Kendall, Gal and Cipolla 2018): trainable s_i = log sigma_i^2 and
+    loss = sum_i 0.5 exp(-s_i) L_i + 0.5 s_i. Each s_i starts at -log(2 w_i), so training starts
+    with the configured fixed weights w_i (which put Huber box losses of ~1e-3 on the scale
+    of a cross-entropy) instead of taking thousands of steps to get there.
+
+    `dwa` (Liu, Johns and Davison 2019): loss = sum_i lambda_i w_i L_i with
+    lambda_i = K softmax_i(L_i(t-1) / L_i(t-2) / T) over the heads' mean training losses of
+    the two previous epochs (lambda_i = 1 for the first two), so lambdas sum to K = 2;
+    a head whose loss falls slowly gets more weight. `end_epoch` moves the history on.
+    """
+
+    def __init__(self, *args, weighting: str = "uncertainty", base_weights=(1.0, 1.0),
+                 box_loss_kind: str = "huber", huber_delta: float = 0.02,
+                 dwa_temperature: float = 2.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        if weighting not in WEIGHTINGS[1:]:
+            raise ValueError(f"WeightedMultiTask weighting must be one of {WEIGHTINGS[1:]}, got {weighting!r}")
+        self.weighting = weighting
+        self.base_weights = tuple(float(w) for w in base_weights)
+        self.box_loss_kind = box_loss_kind
+        self.huber_delta = huber_delta
+        self.dwa_temperature = dwa_temperature
+        self.head_losses = {
+            "label": keras.losses.SparseCategoricalCrossentropy(name="label_loss"),
+            "box": box_loss(box_loss_kind, huber_delta),
+        }
+        self.label_loss_tracker = keras.metrics.Mean(name="label_loss")
+        self.box_loss_tracker = keras.metrics.Mean(name="box_loss")
+        initial = [-math.log(2.0 * max(w, 1e-12)) for w in self.base_weights]
+        self.log_variances = self.add_weight(
+            shape=(2,), initializer=keras.initializers.Constant(initial), name="log_variances",
+            trainable=weighting == "uncertainty",
+        )
+        self.dwa_lambdas = self.add_weight(shape=(2,), initializer="ones", name="dwa_lambdas", trainable=False)
+        # Mean training loss per head of the epochs t-1 (row 0) and t-2 (row 1); 0 = not yet seen.
+        self.dwa_history = self.add_weight(shape=(2, 2), initializer="zeros", name="dwa_history", trainable=False)
+
+    def task_weights(self):
+        """The weight each head's loss gets now, as a (label, box) tensor."""
+        if self.weighting == "uncertainty":
+            return 0.5 * ops.exp(-self.log_variances)
+        return self.dwa_lambdas * ops.convert_to_tensor(self.base_weights)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        values = [self.head_losses[head](y[head], y_pred[head], sample_weight) for head in HEADS]
+        self.label_loss_tracker.update_state(values[0])
+        self.box_loss_tracker.update_state(values[1])
+        total = ops.sum(self.task_weights() * ops.stack(values))
+        if self.weighting == "uncertainty":
+            total = total + 0.5 * ops.sum(self.log_variances)
+        return total
+
+    def end_epoch(self, head_losses: dict[str, float]) -> None:
+        """Record the epoch's mean training losses; for `dwa`, set the next epoch's lambdas."""
+        previous = ops.convert_to_numpy(self.dwa_history)
+        latest = [float(head_losses[head]) for head in HEADS]
+        self.dwa_history.assign([latest, list(previous[0])])
+        if self.weighting != "dwa" or not previous[0].all():
+            return
+        ratios = ops.convert_to_tensor(latest) / ops.maximum(ops.convert_to_tensor(previous[0]), 1e-12)
+        self.dwa_lambdas.assign(len(HEADS) * ops.softmax(ratios / self.dwa_temperature))
+
+    def get_config(self):
+        return {**super().get_config(), "weighting": self.weighting, "base_weights": list(self.base_weights),
+                "box_loss_kind": self.box_loss_kind, "huber_delta": self.huber_delta,
+                "dwa_temperature": self.dwa_temperature}
+
+
+class TaskWeightLog(keras.callbacks.Callback):
+    """Adds `label_weight` and `box_weight` (the weights the epoch trained with) to each epoch's
+    logs, then lets the model move its weighting on. Must come first among the callbacks so the
+    others (the epoch log, TensorBoard) see the weights."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        weights = ops.convert_to_numpy(self.model.task_weights())
+        logs.update({f"{head}_weight": float(w) for head, w in zip(HEADS, weights)})
+        self.model.end_epoch({head: logs[f"{head}_loss"] for head in HEADS})
+
+
+def with_weighting(model: keras.Model, weighting: str, base_weights: tuple[float, float],
+                   box_loss_kind: str, huber_delta: float, dwa_temperature: float) -> keras.Model:
+    """The same layers (and weights) as `model`, in a `WeightedMultiTask` for `weighting`."""
+    outputs = dict(zip(model.output_names, model.outputs))
+    return WeightedMultiTask(
+        inputs=model.inputs, outputs=outputs, name=model.name, weighting=weighting,
+        base_weights=base_weights, box_loss_kind=box_loss_kind, huber_delta=huber_delta,
+        dwa_temperature=dwa_temperature,
+    )
