@@ -11,7 +11,8 @@ def test_seed_preset_matches_the_starting_point():
     assert cfg.model.preset == "seed"
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.learning_rate) == (10, 32, 1e-3)
     assert (cfg.train.box_loss, cfg.train.label_loss_weight, cfg.train.box_loss_weight) == ("bce", 1.0, 1.0)
-    assert cfg.train.augment_flip is False
+    assert cfg.train.augment_flip is False and cfg.train.lr_schedule == "constant"
+    assert cfg.train.weighting == "fixed"
 
 
 def test_layers_apply_in_order(tmp_path: Path):

@@ -82,3 +82,17 @@ def test_lambda_layers_are_refused_on_load(tmp_path):
     model.save(path)
     with pytest.raises(ValueError, match="lambda|Lambda|unsafe"):
         load(path)
+
+
+def test_cosine_schedule_decays_to_zero_over_all_training_steps():
+    model = build_model(ModelConfig(), 10, 32)
+    cfg = TrainConfig(lr_schedule="cosine", epochs=4, learning_rate=1e-3)
+    model = compile_model(model, cfg, steps_per_epoch=5)
+    rates = []
+    for step in (0, 10, 20):
+        model.optimizer.iterations.assign(step)
+        rates.append(float(model.optimizer.learning_rate))
+    assert rates == pytest.approx([1e-3, 0.5e-3, 0.0], abs=1e-9)
+    constant = compile_model(build_model(ModelConfig(), 10, 32), TrainConfig(lr_schedule="constant"), steps_per_epoch=5)
+    constant.optimizer.iterations.assign(20)
+    assert float(constant.optimizer.learning_rate) == pytest.approx(1e-3)

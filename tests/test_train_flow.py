@@ -15,6 +15,7 @@ from conftest import TINY, tiny_config
 from flows.train import train_flow
 from multitask import fingerprint, registry
 from multitask.errors import DataError
+from multitask.weighting import WeightedMultiTask
 from tasks import data as data_tasks
 
 DATA_STEPS = ("prepare_dataset", "build_snapshot", "validate_dataset")
@@ -60,12 +61,15 @@ def test_rerun_is_all_cached_and_registers_nothing(baseline):
     assert again["version"] == baseline["version"] and _versions() == before
 
 
-def test_learning_rate_change_reruns_training_onward(baseline):
-    changed = train_flow(config=tiny_config("train.learning_rate=0.002"))
+def test_training_change_reruns_training_onward(baseline):
+    changed = train_flow(config=tiny_config('train.weighting="dwa"'))
     assert [changed["steps"][s] for s in (*DATA_STEPS, "build_model")] == ["Cached"] * 4
     assert [changed["steps"][s] for s in ("train_model", "evaluate_model", "register_model")] == ["Completed"] * 3
     assert changed["version"] != baseline["version"]
     assert changed["aliases"] == ["challenger"]  # champion stays with the first version
+    # the learned weighting is registered with the model and comes back with it
+    registered = registry.load_model(f"multitask-shapes/{changed['version']}")
+    assert isinstance(registered, WeightedMultiTask) and registered.weighting == "dwa"
 
 
 def test_dataset_seed_change_is_a_miss(baseline):

@@ -22,7 +22,8 @@ def _data(n=16, size=32, seed=0):
 
 def _weighted(weighting: str) -> WeightedMultiTask:
     model = build_model(ModelConfig(), 10, 32)
-    return compile_model(model, TrainConfig(weighting=weighting, steps_per_execution=1), steps_per_epoch=2)
+    cfg = TrainConfig(weighting=weighting, label_loss_weight=1.0, box_loss_weight=50.0, steps_per_execution=1)
+    return compile_model(model, cfg, steps_per_epoch=2)
 
 
 def test_uncertainty_weights_start_at_the_fixed_ones_learn_and_survive_save_load(tmp_path):
