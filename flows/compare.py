@@ -17,14 +17,14 @@ from tasks.model import build_model, train_model
 
 
 @flow(name="compare")
-def compare_flow(config: RunConfig = RunConfig(), seeds: int = 3,
-                 variants: list[str] = list(compare.VARIANTS)) -> dict[str, Any]:
+def compare_flow(config: RunConfig = RunConfig(), seeds: int = 3,  # noqa: B008 (a frozen default)
+                 variants: list[str] | None = None) -> dict[str, Any]:
     """Train and evaluate every (variant, seed) as mapped, cached tasks; report the comparison.
 
     All variants of one seed start from the same initial model. The flow's task runner bounds
     how many trainings run at once (`run_compare`'s `concurrency`).
     """
-    variants = compare.check_variants(variants)
+    variants = compare.check_variants(variants or list(compare.VARIANTS))
     if seeds < 1:
         raise ConfigError(f"seeds must be at least 1, got {seeds}")
     workspace.ensure()
@@ -54,8 +54,8 @@ def compare_flow(config: RunConfig = RunConfig(), seeds: int = 3,
 
 def run_compare(config: RunConfig, seeds: int = 3, variants: list[str] | None = None,
                 concurrency: int = 1) -> dict[str, Any]:
-    """Run `compare_flow` with at most `concurrency` trainings at a time."""
+    """Run `compare_flow` (all variants unless named) with at most `concurrency` trainings at a time."""
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
     bounded = compare_flow.with_options(task_runner=ThreadPoolTaskRunner(max_workers=concurrency))
-    return bounded(config=config, seeds=seeds, variants=variants or list(compare.VARIANTS))
+    return bounded(config=config, seeds=seeds, variants=variants)

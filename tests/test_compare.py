@@ -4,15 +4,14 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TINY, tiny_config
 from typer.testing import CliRunner
 
-from conftest import TINY, tiny_config
 from flows.compare import run_compare
 from multitask import compare
 from multitask.cli import app
 from multitask.compare import RunResult, summarise
 from multitask.errors import ConfigError
-
 
 # Both baselines and one learned weighting keep the suite fast; `summarise` is tested on all.
 VARIANTS = ["uncertainty", "box-only", "label-only"]
@@ -62,7 +61,7 @@ def test_a_second_comparison_is_all_cached_and_seed_runs_differ(comparison):
 
 
 def test_cli_compare_prints_the_table_and_copies_the_report(comparison, tmp_path):
-    result = CliRunner().invoke(app, ["compare", *sum((["--set", s] for s in TINY), []), "--seeds", "2",
+    result = CliRunner().invoke(app, ["compare", *(arg for s in TINY for arg in ("--set", s)), "--seeds", "2",
                                       "--variants", "uncertainty,label-only", "--out", str(tmp_path), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -86,8 +85,9 @@ def test_summary_gaps_and_std():
     assert rows["fixed"]["mean_iou_vs_single_points"] == pytest.approx(-3.0)
     assert rows["label-only"]["accuracy_std"] == pytest.approx(0.0141, abs=1e-4)
     lines = compare.verdict(list(rows.values()))
-    assert lines == ["- `fixed`: accuracy +5.00 points, mean IoU -3.00 points vs single-task; "
-                     "a head worse by more than 1 point"]
+    expected = ("- `fixed`: accuracy +5.00 points, mean IoU -3.00 points vs single-task; "
+                "a head worse by more than 1 point")
+    assert lines == [expected]
 
 
 def test_variant_config_sets_weights_and_seeds():

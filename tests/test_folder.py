@@ -211,3 +211,16 @@ def test_bad_input_is_one_clear_error_and_nothing_half_written(case, workspace, 
 def test_unreadable_path_is_a_clear_error(workspace, path):
     with pytest.raises(DataError, match=f"dataset folder {path} does not exist or is not a folder"):
         _prepare(Path(path))
+
+
+def test_cluttered_style_draws_tight_boxes_at_varied_scales(tmp_path):
+    folder = write_folder(tmp_path / "clutter", 24, "csv", style="cluttered")
+    rows = _rows(folder)[1:]
+    relative_sizes = []
+    for filename, _, *box in rows:
+        image = Image.open(folder / filename)
+        assert image.width == image.height and 64 <= image.width <= 128
+        xmin, ymin, xmax, ymax = map(float, box)
+        assert 0 <= xmin < xmax <= image.width and 0 <= ymin < ymax <= image.height
+        relative_sizes.append(max(xmax - xmin, ymax - ymin) / image.width)
+    assert min(relative_sizes) < 0.45 and max(relative_sizes) > 0.55  # small and large objects

@@ -5,12 +5,12 @@ import json
 import keras
 import numpy as np
 import pytest
+from test_train import CrashAtEpoch, inputs  # noqa: F401  (inputs: a tiny snapshot and initial model)
 
 from multitask import train as train_module
 from multitask.config import ModelConfig, TrainConfig
 from multitask.model import build_model, compile_model, load
 from multitask.weighting import TaskWeightLog, WeightedMultiTask
-from test_train import CrashAtEpoch, inputs  # noqa: F401  (inputs: a tiny snapshot and initial model)
 
 
 def _data(n=16, size=32, seed=0):

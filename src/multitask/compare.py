@@ -124,8 +124,9 @@ def markdown(rows: list[dict[str, object]], title: str) -> str:
         cells = [f"`{row['variant']}`", str(row["runs"]), _cell(row, "accuracy"), _gap(row, "accuracy"),
                  _cell(row, "mean_iou"), _gap(row, "mean_iou"), _cell(row, "iou50"), f"{row['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Mean ± standard deviation over seeds on the test split; Δ is the gap to the "
-              "single-task model of that head, in points (0.01).", ""]
+    note = ("Mean ± standard deviation over seeds on the test split; Δ is the gap to the "
+            "single-task model of that head, in points (0.01).")
+    lines += ["", note, ""]
     return "\n".join(lines + verdict(rows)) + "\n"
 
 
