@@ -62,14 +62,15 @@ def test_rerun_is_all_cached_and_registers_nothing(baseline):
 
 
 def test_training_change_reruns_training_onward(baseline):
-    changed = train_flow(config=tiny_config('train.weighting="dwa"'))
+    changed = train_flow(config=tiny_config('train.weighting="fixed"'))  # the default is dwa
     assert [changed["steps"][s] for s in (*DATA_STEPS, "build_model")] == ["Cached"] * 4
     assert [changed["steps"][s] for s in ("train_model", "evaluate_model", "register_model")] == ["Completed"] * 3
     assert changed["version"] != baseline["version"]
     assert changed["aliases"] == ["challenger"]  # champion stays with the first version
     # the learned weighting is registered with the model and comes back with it
-    registered = registry.load_model(f"multitask-shapes/{changed['version']}")
-    assert isinstance(registered, WeightedMultiTask) and registered.weighting == "dwa"
+    first = registry.load_model(f"multitask-shapes/{baseline['version']}")
+    assert isinstance(first, WeightedMultiTask) and first.weighting == "dwa"
+    assert not isinstance(registry.load_model(f"multitask-shapes/{changed['version']}"), WeightedMultiTask)
 
 
 def test_dataset_seed_change_is_a_miss(baseline):

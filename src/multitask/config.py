@@ -70,7 +70,7 @@ class TrainConfig(Section):
     label_loss_weight: float = Field(1.0, ge=0)
     box_loss_weight: float = Field(10.0, ge=0)
     weighting: Literal["fixed", "uncertainty", "dwa"] = Field(
-        "fixed", description="How head losses are weighted: the fixed weights above, learned "
+        "dwa", description="How head losses are weighted: the fixed weights above, learned "
         "uncertainty weights (starting from them), or Dynamic Weight Average (scaling them).",
     )
     dwa_temperature: float = Field(2.0, gt=0, description="Dynamic Weight Average temperature T.")
@@ -122,7 +122,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed": {
         "model": {"preset": "seed"},
         "train": {"box_loss": "bce", "box_loss_weight": 1.0, "augment_flip": False, "epochs": 10,
-                  "lr_schedule": "constant"},
+                  "lr_schedule": "constant", "weighting": "fixed"},
     },
     "default": {},
 }
