@@ -34,13 +34,16 @@ def test_same_model_seed_gives_same_weights():
 
 def test_default_model_round_trips_in_safe_mode(tmp_path):
     model = build_model(ModelConfig(), 10, 32)
-    model = compile_model(model, TrainConfig(box_loss="huber+giou"), steps_per_epoch=1)
+    model = compile_model(model, TrainConfig(box_loss="huber+ciou", weighting="fixed"), steps_per_epoch=1)
     path = tmp_path / "m.keras"
     model.save(path)
     loaded = load(path)
     x = np.random.default_rng(1).random((2, 32, 32, 3), dtype=np.float32)
     np.testing.assert_allclose(loaded.predict(x, verbose=0)["box"], model.predict(x, verbose=0)["box"], atol=1e-6)
-    assert loaded.loss["box"].kind == "huber+giou"
+    assert loaded.loss["box"].kind == "huber+ciou"
+    weighted = compile_model(build_model(ModelConfig(), 10, 32), TrainConfig(box_loss="huber+ciou"), steps_per_epoch=1)
+    weighted.save(path)
+    assert load(path).head_losses["box"].kind == "huber+ciou"  # a learned weighting owns its losses
 
 
 BOX = np.array([[0.2, 0.2, 0.6, 0.6]], dtype=np.float32)
