@@ -31,20 +31,15 @@ def compare_flow(config: RunConfig = RunConfig(), seeds: int = 3,  # noqa: B008 
     steps = Steps()
     dataset, snapshot = steps.data(config)
     runs = [(variant, seed) for seed in range(seeds) for variant in variants]
-    configs = [compare.variant_config(config, variant, seed) for variant, seed in runs]
-    initial = {seed: steps.run(build_model, model=compare.variant_config(config, variants[0], seed).model,
+    initial = {seed: steps.run(build_model, model=compare.model_config(config, seed),
                                num_classes=dataset.num_classes, image_size=config.data.image_size)
                for seed in range(seeds)}
     labels = [f"{variant}/seed{seed}" for variant, seed in runs]
-    trained = steps.map(train_model, labels, model=[initial[seed] for _, seed in runs],
-                        snapshot=unmapped(snapshot), train_config=[c.train for c in configs])
+    trained = steps.map(train_model, labels, model=[initial[seed] for _, seed in runs], snapshot=unmapped(snapshot),
+                        train_config=[compare.train_config(config, variant, seed) for variant, seed in runs])
     reports = steps.map(evaluate_model, labels, trained=trained, snapshot=unmapped(snapshot),
                         evaluate_config=unmapped(config.evaluate))
-    results = [
-        compare.RunResult(variant=variant, seed=seed, train_seconds=t.train_seconds, best_epoch=t.best_epoch,
-                          **{m: r.metrics[m] for m in compare.BASELINES})
-        for (variant, seed), t, r in zip(runs, trained, reports)
-    ]
+    results = [compare.run_result(variant, seed, t, r) for (variant, seed), t, r in zip(runs, trained, reports)]
     title = f"Multi-task vs single-task on {config.data.dataset} ({config.train.epochs} epochs, {seeds} seeds)"
     report = steps.run(report_comparison, results=results, title=title)
     return {"dataset": config.data.dataset, "seeds": seeds, "rows": report.rows,

@@ -7,19 +7,16 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from multitask.compare import RunResult, summarise, write_report
-from multitask.records import ComparisonReport, hash_files
+from multitask.compare import RunResult, write_report
+from multitask.records import ComparisonReport
 from tasks.caching import output_dir
 
 
 @task(name="report_comparison", result_serializer="json")
 def report_comparison(results: list[RunResult], title: str) -> ComparisonReport:
-    files = write_report(results, output_dir(), title)
-    rows = summarise(results)
-    create_table_artifact(key="multitask-comparison", table=rows,
+    report = write_report(results, output_dir(), title)
+    create_table_artifact(key="multitask-comparison", table=report.rows,
                           description=f"{title}: test metrics per variant, mean and std over seeds")
-    create_markdown_artifact(key="multitask-comparison-report", markdown=Path(files["markdown"]).read_text(),
+    create_markdown_artifact(key="multitask-comparison-report", markdown=Path(report.markdown_path).read_text(),
                              description=title)
-    paths = [Path(files[kind]) for kind in ("json", "markdown", "plot")]
-    return ComparisonReport(rows=rows, json_path=files["json"], markdown_path=files["markdown"],
-                            plot_path=files["plot"], fingerprint=hash_files(paths))
+    return report

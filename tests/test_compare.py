@@ -90,11 +90,11 @@ def test_summary_gaps_and_std():
     assert lines == [expected]
 
 
-def test_variant_config_sets_weights_and_seeds():
+def test_variant_configs_set_weights_and_seeds():
     base = tiny_config()
-    box_only = compare.variant_config(base, "box-only", 2)
-    assert box_only.train.label_loss_weight == 0 and box_only.train.box_loss_weight == base.train.box_loss_weight
-    assert box_only.model.seed == base.model.seed + 2 and box_only.train.seed == base.train.seed + 2
-    assert compare.variant_config(base, "dwa", 0).train.weighting == "dwa"
+    box_only = compare.train_config(base, "box-only", 2)
+    assert box_only.label_loss_weight == 0 and box_only.box_loss_weight == base.train.box_loss_weight
+    assert compare.model_config(base, 2).seed == base.model.seed + 2 and box_only.seed == base.train.seed + 2
+    assert compare.train_config(base, "dwa", 0).weighting == "dwa"
     with pytest.raises(ConfigError):
         compare.check_variants(["fixed", "nope"])

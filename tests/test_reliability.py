@@ -218,12 +218,12 @@ def test_unwritable_workspace_is_one_clear_line(monkeypatch, tmp_path):
 
 
 def test_disk_full_is_one_clear_line(baseline, monkeypatch):
-    from multitask import evaluate as evaluate_module
+    from multitask import atomic
 
-    def full(fig, path):
+    def full(path, figure):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(evaluate_module, "_save_figure", full)
+    monkeypatch.setattr(atomic, "write_png", full)
     args = ["train", *(a for item in [*TINY, "evaluate.grid_size=1"] for a in ("--set", item))]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -25,6 +26,13 @@ def write_bytes(path: Path, data: bytes) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_png(path: Path, figure: Any) -> Path:
+    """A matplotlib figure as a PNG (100 dpi, tight), written atomically."""
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100, bbox_inches="tight")
+    return write_bytes(path, png.getvalue())
 
 
 def write_json(path: Path, obj: Any) -> Path:

@@ -10,15 +10,15 @@ the single-task baseline of that head, in points (1 point = 0.01).
 
 from __future__ import annotations
 
-import io
 import statistics
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from multitask import atomic
-from multitask.config import RunConfig
+from multitask.config import ModelConfig, RunConfig, TrainConfig
 from multitask.errors import ConfigError
+from multitask.records import ComparisonReport, EvalReport, TrainedModelRef, hash_files
 
 # Train settings that make each variant; everything else comes from the run's config.
 VARIANTS: dict[str, dict[str, object]] = {
@@ -55,11 +55,19 @@ def check_variants(variants: list[str]) -> list[str]:
     return [v for v in VARIANTS if v in variants]  # report order, no duplicates
 
 
-def variant_config(config: RunConfig, variant: str, seed: int) -> RunConfig:
-    """`config` for one variant and seed: seed i offsets both the initial-weights and training seeds."""
-    model = config.model.model_copy(update={"seed": config.model.seed + seed})
-    train = config.train.model_copy(update={**VARIANTS[variant], "seed": config.train.seed + seed})
-    return config.model_copy(update={"model": model, "train": train})
+def model_config(config: RunConfig, seed: int) -> ModelConfig:
+    """The initial model of seed i, shared by every variant: the initial-weights seed offset by i."""
+    return config.model.model_copy(update={"seed": config.model.seed + seed})
+
+
+def train_config(config: RunConfig, variant: str, seed: int) -> TrainConfig:
+    """Training for one variant and seed: the variant's settings, the training seed offset by i."""
+    return config.train.model_copy(update={**VARIANTS[variant], "seed": config.train.seed + seed})
+
+
+def run_result(variant: str, seed: int, trained: TrainedModelRef, report: EvalReport) -> RunResult:
+    return RunResult(variant=variant, seed=seed, train_seconds=trained.train_seconds,
+                     best_epoch=trained.best_epoch, **{m: report.metrics[m] for m in BASELINES})
 
 
 def _trains(variant: str, metric: str) -> bool:
@@ -147,18 +155,16 @@ def plot(results: list[RunResult], path: Path, title: str) -> Path:
         ax.set_title(f"test {METRIC_TITLES[metric]}")
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title)
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
-    return atomic.write_bytes(path, png.getvalue())
+    return atomic.write_png(path, fig)
 
 
-def write_report(results: list[RunResult], out_dir: Path, title: str) -> dict[str, str]:
+def write_report(results: list[RunResult], out_dir: Path, title: str) -> ComparisonReport:
     """`comparison.json` (rows and runs), `comparison.md` and `comparison.png` in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = summarise(results)
     document = {"title": title, "rows": rows, "runs": [r.model_dump() for r in results]}
-    return {
-        "json": str(atomic.write_json(out_dir / "comparison.json", document)),
-        "markdown": str(atomic.write_bytes(out_dir / "comparison.md", markdown(rows, title).encode())),
-        "plot": str(plot(results, out_dir / "comparison.png", title)),
-    }
+    files = [atomic.write_json(out_dir / "comparison.json", document),
+             atomic.write_bytes(out_dir / "comparison.md", markdown(rows, title).encode()),
+             plot(results, out_dir / "comparison.png", title)]
+    return ComparisonReport(rows=rows, json_path=str(files[0]), markdown_path=str(files[1]),
+                            plot_path=str(files[2]), fingerprint=hash_files(files))

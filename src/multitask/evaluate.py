@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -25,12 +24,6 @@ METRIC_NAMES = {
 }
 
 
-def _save_figure(fig: Figure, path: Path) -> Path:
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
-    return atomic.write_bytes(path, png.getvalue())
-
-
 def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
     """Loss, accuracy and mean IoU per epoch, training and validation."""
     epochs = [row["epoch"] for row in history]
@@ -45,7 +38,7 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save_figure(fig, path)
+    return atomic.write_png(path, fig)
 
 
 def _draw_box(ax, box, size: int, colour: str) -> None:
@@ -72,7 +65,7 @@ def plot_predictions(model, snapshot: SnapshotRef, grid: int, path: Path) -> Pat
         colour = "black" if label == example["label"] else "red"
         ax.set_title(f"{names[example['label']]} / {names[label]} {predicted['label'][i][label]:.2f}",
                      fontsize=8, color=colour)
-    return _save_figure(fig, path)
+    return atomic.write_png(path, fig)
 
 
 def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_dir: Path,

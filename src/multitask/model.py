@@ -137,8 +137,7 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
                   "box": box_loss(cfg.box_loss, cfg.huber_delta)}
         loss_weights = {"label": cfg.label_loss_weight, "box": cfg.box_loss_weight}
     else:
-        model = with_weighting(model, cfg.weighting, (cfg.label_loss_weight, cfg.box_loss_weight),
-                               cfg.box_loss, cfg.huber_delta, cfg.dwa_temperature)
+        model = with_weighting(model, cfg)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate(cfg, steps_per_epoch)),
         loss=losses,

@@ -14,6 +14,7 @@ import math
 import keras
 from keras import ops
 
+from multitask.config import TrainConfig
 from multitask.losses import box_loss
 
 HEADS = ("label", "box")
@@ -105,12 +106,11 @@ class TaskWeightLog(keras.callbacks.Callback):
         self.model.end_epoch({head: logs[f"{head}_loss"] for head in HEADS})
 
 
-def with_weighting(model: keras.Model, weighting: str, base_weights: tuple[float, float],
-                   box_loss_kind: str, huber_delta: float, dwa_temperature: float) -> keras.Model:
-    """The same layers (and weights) as `model`, in a `WeightedMultiTask` for `weighting`."""
+def with_weighting(model: keras.Model, cfg: TrainConfig) -> keras.Model:
+    """The same layers (and weights) as `model`, in a `WeightedMultiTask` for `cfg.weighting`."""
     outputs = dict(zip(model.output_names, model.outputs))
     return WeightedMultiTask(
-        inputs=model.inputs, outputs=outputs, name=model.name, weighting=weighting,
-        base_weights=base_weights, box_loss_kind=box_loss_kind, huber_delta=huber_delta,
-        dwa_temperature=dwa_temperature,
+        inputs=model.inputs, outputs=outputs, name=model.name, weighting=cfg.weighting,
+        base_weights=(cfg.label_loss_weight, cfg.box_loss_weight), box_loss_kind=cfg.box_loss,
+        huber_delta=cfg.huber_delta, dwa_temperature=cfg.dwa_temperature,
     )
