@@ -10,34 +10,50 @@ from flows.steps import Steps
 from flows.train import SUMMARY_METRICS
 from multitask import workspace
 from multitask.config import RunConfig
-from tasks.gate import apply_gate, current_champion, evaluate_champion, find_unchanged
+from multitask.gate import classes_differ
+from tasks.gate import apply_gate, champion_classes, current_champion, evaluate_champion, find_unchanged
 from tasks.register import register_model
+
+
+def _nothing_to_retrain(steps: Steps, name: str, version: str, reason: str) -> dict[str, Any]:
+    steps.logger.info("nothing to retrain: %s", reason)
+    return {"decision": "nothing to retrain", "model": name, "challenger": version, "champion": None,
+            "reason": reason, "metrics": {}, "steps": steps.states}
 
 
 @flow(name="retrain")
 def retrain_flow(config: RunConfig = RunConfig()) -> dict[str, Any]:
-    """Data (cached when unchanged) -> challenger -> champion and challenger on one test split -> gate."""
+    """Data (cached when unchanged) -> challenger -> champion and challenger on one test split -> gate.
+
+    The gate runs only on a new model: a version with the same lineage (data, model and train
+    settings, code) stops the flow before training, and a challenger that turns out to be
+    the champion itself is never judged against itself.
+    """
     workspace.ensure()
     steps = Steps()
     name = config.registry.model_name
     dataset, snapshot = steps.data(config)
     unchanged = steps.run(find_unchanged, cached=False, dataset=dataset, config=config)
     if unchanged is not None:
-        steps.logger.info("nothing to retrain: version %s was made from this data, config and code",
-                          unchanged.version)
-        return {"decision": "nothing to retrain", "model": name, "challenger": unchanged.version,
-                "champion": None, "reason": f"version {unchanged.version} has the same data, config and code",
-                "metrics": {}, "steps": steps.states}
+        version, reason = unchanged
+        return _nothing_to_retrain(steps, name, version.version, reason)
     champion = steps.run(current_champion, cached=False, model_name=name)
     trained, report = steps.train_and_evaluate(config, dataset, snapshot)
     challenger = steps.run(register_model, trained=trained, report=report, dataset=dataset, config=config,
                            first_is_champion=False)
-    champion_report = None
+    if champion is not None and challenger.version == champion.version:
+        return _nothing_to_retrain(steps, name, challenger.version,
+                                   f"the trained model is version {champion.version}, the champion itself")
+    difference, champion_report = None, None
     if champion is not None:
+        difference = classes_differ(steps.run(champion_classes, cached=False, champion=champion),
+                                    dataset.class_names)
+    if champion is not None and difference is None:
         champion_report = steps.run(evaluate_champion, champion=champion, snapshot=snapshot,
                                     evaluate_config=config.evaluate)
     decision = steps.run(apply_gate, cached=False, challenger=challenger, challenger_report=report,
-                         champion=champion, champion_report=champion_report, gate=config.gate)
+                         champion=champion, champion_report=champion_report, gate=config.gate,
+                         classes_differ=difference)
     metrics = {"challenger": {k: report.metrics[k] for k in SUMMARY_METRICS}}
     if champion_report is not None:
         metrics["champion"] = {k: champion_report.metrics[k] for k in SUMMARY_METRICS}

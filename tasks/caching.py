@@ -9,8 +9,10 @@ by file locks, so one computes and the others read its result.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,19 +25,54 @@ from prefect.results import ResultStore
 from prefect.transactions import IsolationLevel, get_transaction
 
 from multitask import atomic, workspace
+from multitask.errors import is_transient
 from multitask.fingerprint import step_key
+from multitask.records import ModelVersion
+
+logger = logging.getLogger(__name__)
+# Waits between attempts to tell whether a cached record is intact while the registry hiccups.
+CHECK_WAITS = (1.0, 2.0, 4.0)
+
+
+def _is_intact(value: Any) -> bool:
+    """Files: the record checks itself. A registered version: the registry still holds it."""
+    if isinstance(value, ModelVersion):
+        from multitask import registry  # MLflow is slow to import; only this check needs it
+
+        return registry.version_matches(value)
+    return value.is_intact() if hasattr(value, "is_intact") else True
+
+
+def _intact_or_unknown(value: Any) -> bool | None:
+    """`_is_intact`, retried through transient faults; None when it still cannot be told."""
+    for wait in (*CHECK_WAITS, None):
+        try:
+            return _is_intact(value)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if wait is None:
+                logger.warning("cannot check a cached record (%s); keeping it", exc)
+                return None
+            time.sleep(wait)
+    return None
 
 
 def _drop_if_broken(store: ResultStore, key: str) -> None:
-    """A cached record whose files are gone or changed is deleted, so the lookup misses."""
+    """A cached record whose files are gone or changed is deleted, so the lookup misses.
+
+    Only a record known to be broken is deleted: when the check itself keeps failing on a
+    transient fault (the registry is locked or does not answer), the record stays.
+    """
     if not store.exists(key):
         return
     try:
         value = store.read(key).result
-        intact = value.is_intact() if hasattr(value, "is_intact") else True
-    except Exception:  # unreadable record: treat as broken
-        intact = False
-    if not intact:
+    except Exception:  # an unreadable record is broken
+        broken = True
+    else:
+        broken = _intact_or_unknown(value) is False
+    if broken:
         (Path(store.result_storage.basepath) / key).unlink(missing_ok=True)
 
 

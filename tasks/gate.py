@@ -8,16 +8,26 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from multitask import registry
 from multitask.config import EvaluateConfig, GateConfig, RunConfig
 from multitask.evaluate import evaluate
-from multitask.gate import HEADS, Decision, decide
+from multitask.gate import HEADS, Decision, decide, not_comparable, unchanged_reason
 from multitask.records import DatasetRef, EvalReport, ModelVersion, SnapshotRef
 from tasks import retries
 from tasks.caching import output_dir
 
 
 @task(name="find_unchanged", **retries.IO)
-def find_unchanged(dataset: DatasetRef, config: RunConfig) -> ModelVersion | None:
-    """A version already made from this data, config and code: then there is nothing to retrain."""
-    return registry.find_version(config.registry.model_name, registry.lineage_tags(dataset, config))
+def find_unchanged(dataset: DatasetRef, config: RunConfig) -> tuple[ModelVersion, str] | None:
+    """A version already made from this data, model and train settings and code, and why it
+    stops the retrain (naming the settings that differ but do not make a model), or None."""
+    tags = registry.lineage_tags(dataset, config)
+    found = registry.find_version(config.registry.model_name, {registry.LINEAGE_TAG: tags[registry.LINEAGE_TAG]})
+    if found is None:
+        return None
+    return found, unchanged_reason(found.version, registry.changed_sections(found, tags))
+
+
+@task(name="champion_classes", **retries.IO)
+def champion_classes(champion: ModelVersion) -> list[str]:
+    return registry.class_names(champion)
 
 
 @task(name="current_champion", **retries.IO)
@@ -46,9 +56,17 @@ def _table(decision: Decision, challenger: ModelVersion, champion: ModelVersion 
 
 @task(name="apply_gate", **retries.IO)
 def apply_gate(challenger: ModelVersion, challenger_report: EvalReport, champion: ModelVersion | None,
-               champion_report: EvalReport | None, gate: GateConfig) -> Decision:
-    """Decide, record the decision and numbers as tags, and move `champion` when it passes."""
-    decision = decide(challenger_report.metrics, champion_report.metrics if champion_report else None, gate)
+               champion_report: EvalReport | None, gate: GateConfig,
+               classes_differ: str | None = None) -> Decision:
+    """Decide, record the decision and numbers as tags, and move `champion` when it passes.
+
+    `classes_differ` says how the champion's classes differ from the challenger's: then the
+    two are not compared and the challenger is kept out.
+    """
+    if champion is not None and classes_differ is not None:
+        decision = not_comparable(challenger_report.metrics, champion.version, classes_differ)
+    else:
+        decision = decide(challenger_report.metrics, champion_report.metrics if champion_report else None, gate)
     tags = {"gate.decision": "promoted" if decision.promote else "kept out", "gate.reason": decision.reason,
             "gate.champion_version": champion.version if champion else "",
             **{f"gate.{head}": str(value) for head, value in decision.challenger.items()},

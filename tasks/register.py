@@ -13,8 +13,9 @@ from tasks import retries
 @task(name="register_model", result_serializer="json", **retries.IO)
 def register_model(trained: TrainedModelRef, report: EvalReport, dataset: DatasetRef, config: RunConfig,
                    first_is_champion: bool = True) -> ModelVersion:
+    # The class names themselves are in the model's metadata (`registry.class_names`).
     tags = {**registry.lineage_tags(dataset, config), "dataset": dataset.spec,
-            "prefect_flow_run_id": str(runtime.flow_run.id or "")}
+            "num_classes": str(dataset.num_classes), "prefect_flow_run_id": str(runtime.flow_run.id or "")}
     preprocessing = {"class_names": dataset.class_names, "image_size": config.data.image_size,
                      "resize": config.data.resize}
     return registry.register(trained, report, config, tags, preprocessing, first_is_champion)

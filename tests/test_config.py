@@ -48,3 +48,16 @@ def test_bad_config_is_one_clear_error(kwargs, message):
 def test_config_round_trips_through_json():
     cfg = load_config("seed", sets=["train.epochs=3"])
     assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg
+
+
+@pytest.mark.parametrize(("dataset", "name"), [
+    ("shapes", "multitask-shapes"),
+    ("folder:/data/My Photos", "multitask-My-Photos"),
+    ("folder:/data/birds/", "multitask-birds"),
+    ("tfds:voc/2007", "multitask-voc-2007"),
+    ("tfds:cars196:2.1.0", "multitask-cars196"),
+])
+def test_the_default_model_name_follows_the_dataset(dataset, name):
+    assert load_config(sets=[f'data.dataset="{dataset}"']).registry.model_name == name
+    named = load_config(sets=[f'data.dataset="{dataset}"', 'registry.model_name="mine"'])
+    assert named.registry.model_name == "mine"

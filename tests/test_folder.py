@@ -173,6 +173,34 @@ def _two_objects(document):
     document["annotations"].append({**document["annotations"][5], "id": 500})
 
 
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height` pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+            + chunk(b"IEND", b""))
+
+
+def _truncated_jpeg(folder: Path) -> None:
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 90, 3), dtype=np.uint8)).save(
+        folder / "images/000002.jpg", quality=90)
+    data = (folder / "images/000002.jpg").read_bytes()
+    (folder / "images/000002.jpg").write_bytes(data[: len(data) * 2 // 3])
+    _edit_row(3, filename="images/000002.jpg")(folder)
+
+
+def _symlink_outside(folder: Path) -> None:
+    outside = folder.parent / "elsewhere.png"
+    shutil.copy(folder / "images/000001.png", outside)
+    (folder / "images/000001.png").unlink()
+    (folder / "images/000001.png").symlink_to(outside)
+
+
 BAD_INPUTS = {
     "missing annotations": (lambda f: (f / "annotations.csv").unlink(), "has neither annotations.csv nor"),
     "empty csv": (_replace_file("annotations.csv", b""), "annotations.csv is empty"),
@@ -193,6 +221,14 @@ BAD_INPUTS = {
     "class without training example": (_class_only_in_test, r"class\(es\) 'unicorn' have no training example"),
     "coco unknown category": (_coco(_unknown_category), r"annotation 4: unknown category_id 77"),
     "coco several objects": (_coco(_two_objects), r"images/000005.png has 2 objects"),
+    # hostile files
+    "decompression bomb": (_replace_file("images/000003.png", _png_declaring(200_000, 200_000)),
+                           r"row 5: .*000003.png declares more than 178,956,970 pixels, over the limit of 50,000,000"),
+    "dot-dot path": (_edit_row(2, filename="../../../../etc/passwd"),
+                     r"row 3: file name '../../../../etc/passwd' leads outside the dataset folder"),
+    "absolute path": (_edit_row(2, filename="/etc/passwd"), r"row 3: file name '/etc/passwd' is absolute"),
+    "symlink out of the folder": (_symlink_outside, r"row 3: file name 'images/000001.png' leads outside"),
+    "truncated jpeg": (_truncated_jpeg, r"row 4: cannot decode image .*000002.jpg: image file is truncated"),
 }
 
 
@@ -224,3 +260,102 @@ def test_cluttered_style_draws_tight_boxes_at_varied_scales(tmp_path):
         assert 0 <= xmin < xmax <= image.width and 0 <= ymin < ymax <= image.height
         relative_sizes.append(max(xmax - xmin, ymax - ymin) / image.width)
     assert min(relative_sizes) < 0.45 and max(relative_sizes) > 0.55  # small and large objects
+
+
+
+def test_the_pixel_limit_is_a_setting(workspace, tmp_path, csv_folder):
+    folder = _copy(csv_folder, tmp_path)
+    (folder / "images/000003.png").write_bytes(_png_declaring(10_000, 10_000))
+    with pytest.raises(DataError, match=r"row 5: .*000003.png declares 10000x10000 = 100,000,000 pixels, "
+                                        r"over the limit of 50,000,000 \(data.max_pixels\)"):
+        _prepare(folder)
+    with pytest.raises(DataError, match=r"row 2: .*000000.png declares \d+x\d+ = [\d,]+ pixels, over the limit "
+                                        r"of 100 \(data.max_pixels\)"):
+        _prepare(_copy(csv_folder, tmp_path / "small"), max_pixels=100)
+
+
+def test_a_decompression_bomb_ends_data_validate_in_one_line(workspace, tmp_path, csv_folder):
+    from typer.testing import CliRunner
+
+    from multitask.cli import app
+
+    folder = _copy(csv_folder, tmp_path)
+    (folder / "images/000003.png").write_bytes(_png_declaring(200_000, 200_000))
+    result = CliRunner().invoke(app, ["data", "validate", f"folder:{folder}"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: annotations.csv row 5: ") and "over the limit" in result.stderr
+
+
+SMALL_SPLITS = ("train", "train", "validation", "test")
+
+
+def _small_folder(folder: Path, images: dict[str, Image.Image], box=(10, 20, 30, 60), **save) -> Path:
+    """Four images (name -> image), the same pixel box on each: two in train, one per other split."""
+    (folder / "images").mkdir(parents=True)
+    rows = [HEADER + ["split"]]
+    for index, ((name, image), split) in enumerate(zip(images.items(), SMALL_SPLITS, strict=True)):
+        image.save(folder / "images" / name, **save)
+        rows.append([f"images/{name}", f"class{index % 2}", *box, split])
+    _write_rows(folder, rows)
+    return folder
+
+
+def test_cmyk_and_16_bit_images_are_accepted_and_converted(workspace, tmp_path):
+    grey16 = Image.fromarray(np.full((80, 40), 40000, dtype=np.uint16))  # mode I;16, about 61% grey
+    folder = _small_folder(tmp_path / "modes", {
+        "cmyk.jpg": Image.new("CMYK", (40, 80), (0, 255, 255, 0)),  # pure red in CMYK
+        "grey16.png": grey16,
+        "rgb.png": Image.new("RGB", (40, 80), (0, 0, 255)),
+        "grey.png": Image.new("L", (40, 80), 128),
+    })
+    assert Image.open(folder / "images/grey16.png").mode.startswith("I")
+    ref = _prepare(folder)
+    images = {e["filename"].decode(): e["image"] for e in catalog.examples(ref, "train", None).as_numpy_iterator()}
+    red = images["images/cmyk.jpg"].reshape(-1, 3).mean(axis=0)
+    assert red[0] > 200 and red[1] < 60 and red[2] < 60
+    grey = images["images/grey16.png"]
+    assert grey.shape == (80, 40, 3) and abs(int(grey[0, 0, 0]) - round(40000 / 257)) <= 1  # scaled, not clipped
+
+
+def _sideways_photo() -> Image.Image:
+    """Stored 80 wide x 40 high with EXIF orientation 6: shown upright as 40 wide x 80 high.
+
+    The red block is stored at the top-left; upright (rotated 90 degrees clockwise) it is at
+    the top-right: pixels x 24..40, y 0..16 of the upright image.
+    """
+    pixels = np.zeros((40, 80, 3), dtype=np.uint8)
+    pixels[:16, :16] = (255, 0, 0)
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image.info["exif"] = exif.tobytes()
+    return image
+
+
+def test_exif_rotation_is_applied_to_boxes_in_training_and_prediction(workspace, tmp_path):
+    from multitask.predict import predict
+
+    upright_box = (24, 0, 40, 16)  # xmin, ymin, xmax, ymax of the red block as an annotation tool shows it
+    photos = {f"p{i}.jpg": _sideways_photo() for i in range(4)}
+    folder = _small_folder(tmp_path / "phone", photos, box=upright_box, exif=_sideways_photo().info["exif"],
+                               quality=95)
+    data = DataConfig(dataset=f"folder:{folder}", image_size=32)
+    snapshot = build_snapshot(catalog.prepare(data), data, workspace / "snap")
+    example = next(tf.data.Dataset.load(f"{snapshot.path}/train").as_numpy_iterator())
+    ymin, xmin, ymax, xmax = (int(round(v * 32)) for v in example["box"])
+    assert (ymin, xmin, ymax, xmax) == (0, 19, 6, 32)  # 40x80 upright, stretched to 32x32
+    inside = example["image"][ymin:ymax, xmin:xmax].reshape(-1, 3).mean(axis=0)
+    assert inside[0] > 180 and inside[1] < 80  # the box lies on the red block
+
+    # a model answering the annotated box: prediction maps it to the upright photo's pixels
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    relative = np.array([ymin, xmin, ymax, xmax]) / 32
+    box = keras.layers.Dense(4, kernel_initializer="zeros", name="box",
+                             bias_initializer=keras.initializers.Constant(relative))(pooled)
+    label = keras.layers.Dense(2, activation="softmax", name="label")(pooled)
+    [row] = predict(keras.Model(inputs, {"label": label, "box": box}), [folder / "images/p0.jpg"],
+                    {"class_names": ["class0", "class1"], "image_size": 32})
+    assert row["box"] == pytest.approx({"xmin": 23.75, "ymin": 0.0, "xmax": 40.0, "ymax": 15.0}, abs=0.01)

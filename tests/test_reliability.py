@@ -239,3 +239,37 @@ def test_each_workspace_keeps_its_own_registry(prefect_server, tmp_path, monkeyp
     monkeypatch.setenv("MULTITASK_HOME", str(tmp_path / "two"))
     assert registry.client()._tracking_client.tracking_uri == f"sqlite:///{tmp_path / 'two' / 'mlflow.db'}"
     assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_a_registry_hiccup_while_checking_the_cache_keeps_the_record(baseline, monkeypatch):
+    from tasks import caching
+
+    calls = []
+
+    def locked(version):
+        calls.append(version)
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(caching, "CHECK_WAITS", (0.0, 0.0))
+    monkeypatch.setattr(registry, "version_matches", locked)
+    before = _versions()
+    again = train_flow(config=tiny_config())
+    assert len(calls) == 3  # asked again through the hiccup, then kept
+    assert again["steps"]["register_model"] == "Cached" and _versions() == before
+
+
+def test_no_login_name_is_needed_to_import_or_promote(baseline, monkeypatch):
+    import getpass
+    import importlib
+
+    from multitask import cli
+
+    def no_passwd_entry():
+        raise KeyError("getpwuid(): uid not found: 12345")
+
+    monkeypatch.setattr(getpass, "getuser", no_passwd_entry)
+    monkeypatch.setenv("USER", "container-user")
+    reloaded = importlib.reload(cli)  # the defaults are evaluated again, as at import in a container
+    result = CliRunner().invoke(reloaded.app, ["models", "promote", "multitask-shapes/1", "--reason", "test"])
+    assert result.exit_code == 0, result.output
+    assert registry.show("multitask-shapes/1")["tags"]["promoted_by"] == "container-user"

@@ -89,3 +89,70 @@ def test_unprepared_dataset_without_network_says_how_to_prepare(workspace, monke
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
     with pytest.raises(DataError, match=r"not prepared in .* `multitask data build tfds:cars196`"):
         catalog.prepare(DataConfig(dataset="tfds:cars196"))
+
+
+# The real `tfds:` path, offline: a tiny registered builder whose source is a local file goes
+# through the same `download_and_prepare` call as caltech_birds2011 or cars196 (TFDS copies a
+# non-http URL with gfile instead of fetching it), then is snapshotted and trained on.
+
+class TinyBoxes(tfds.core.GeneratorBasedBuilder):
+    """8 train + 4 test images of a bright square on black; label 1 when it is in the right half."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    SOURCE = ""  # set by the test: a local .npz file standing in for the dataset's download URL
+
+    def _info(self):
+        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "label": tfds.features.ClassLabel(names=["left", "right"]),
+            "bbox": tfds.features.BBoxFeature(),
+        }))
+
+    def _split_generators(self, dl_manager):
+        archive = dl_manager.download(self.SOURCE)
+        return {"train": self._generate_examples(archive, "train"), "test": self._generate_examples(archive, "test")}
+
+    def _generate_examples(self, archive, split):
+        with np.load(archive) as data:
+            for i, (image, box) in enumerate(zip(data[f"{split}_images"], data[f"{split}_boxes"])):
+                yield i, {"image": image, "label": int(box[1] >= 0.5), "bbox": tfds.features.BBox(*box)}
+
+
+def _tiny_source(path) -> str:
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, count in (("train", 8), ("test", 4)):
+        images, boxes = np.zeros((count, 24, 24, 3), np.uint8), []
+        for i in range(count):
+            y, x = rng.integers(0, 16, 2)
+            images[i, y:y + 8, x:x + 8] = 255
+            boxes.append([y / 24, x / 24, (y + 8) / 24, (x + 8) / 24])
+        arrays[f"{split}_images"], arrays[f"{split}_boxes"] = images, np.array(boxes, np.float32)
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_a_tfds_dataset_is_downloaded_prepared_and_trained_on(workspace, tmp_path, monkeypatch):
+    from conftest import tiny_config
+    from multitask.datasets import spec, tfds_catalog
+    from multitask.model import build_model
+    from multitask.records import ModelRef
+    from multitask.train import train
+
+    monkeypatch.setattr(TinyBoxes, "SOURCE", _tiny_source(tmp_path / "tiny_boxes.npz"))
+    monkeypatch.setattr(spec, "TFDS_NAMES", (*spec.TFDS_NAMES, "tiny_boxes"))
+    monkeypatch.setitem(tfds_catalog.CATALOG, "tiny_boxes", tfds_catalog.CATALOG["cars196"])  # label + bbox
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    config = tiny_config('data.dataset="tfds:tiny_boxes"', "data.image_size=24", "train.batch_size=4")
+    ref = catalog.prepare(config.data)
+    assert (tmp_path / "tfds" / "downloads").is_dir()  # fetched through TFDS' download manager
+    assert ref.class_names == ["left", "right"] and ref.path.startswith(str(tmp_path / "tfds" / "tiny_boxes"))
+    snapshot = build_snapshot(ref, config.data, workspace / "snap")
+    assert snapshot.splits == {"train": 7, "validation": 1, "test": 4}  # validation: the last 10% of train
+    initial = build_model(config.model, ref.num_classes, 24)
+    initial.save(workspace / "initial.keras")
+    model_ref = ModelRef(path=str(workspace / "initial.keras"), preset="default", params=initial.count_params(),
+                         fingerprint="initial")
+    trained = train(model_ref, snapshot, config.train, workspace / "run")
+    assert trained.epochs == 1 and (workspace / "run" / "model.keras").is_file()
+    assert catalog.prepare(config.data).fingerprint == ref.fingerprint  # prepared once, then reused

@@ -38,6 +38,14 @@ SetOption = Annotated[list[str], typer.Option("--set", help="section.key=value, 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
 
 
+def _current_user() -> str:
+    """The login name, asked at call time: a container user without a passwd entry has none."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER") or f"uid {os.getuid()}"
+
+
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
@@ -47,6 +55,7 @@ def _quiet_environment() -> None:
     """Offline-friendly defaults; the user's own settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr is for errors
 
 
 def _run_config(dataset: str | None, preset: str, epochs: int | None, config: Path | None,
@@ -193,6 +202,7 @@ def evaluate_command(
     from multitask import registry, workspace
     from multitask.datasets import catalog
     from multitask.evaluate import evaluate
+    from multitask.gate import classes_differ
     from multitask.pipeline import build_snapshot
 
     try:
@@ -201,9 +211,9 @@ def evaluate_command(
             data = run_config.data.model_copy(update={"image_size": int(metadata.get("image_size", 64)),
                                                       "resize": metadata.get("resize", "stretch")})
             dataset_ref = catalog.prepare(data)
-            if metadata.get("class_names") and metadata["class_names"] != dataset_ref.class_names:
-                raise UserError(f"{model} was trained on classes {metadata['class_names'][:5]}..., "
-                                f"{dataset} has {dataset_ref.class_names[:5]}...")
+            difference = classes_differ(metadata.get("class_names", []), dataset_ref.class_names)
+            if difference is not None:
+                raise UserError(f"cannot evaluate {model} on {dataset}: the model was {difference}")
             snapshot = build_snapshot(dataset_ref, data, scratch / "snapshot")
             out_dir = workspace.root() / "evaluations" / model.replace("/", "@")
             report = evaluate(str(path), snapshot, run_config.evaluate, out_dir)
@@ -309,10 +319,11 @@ def models_show(
 def models_promote(
     model: str = typer.Argument(..., help="NAME/VERSION (or NAME@ALIAS) to make champion."),
     reason: str = typer.Option(..., "--reason", help="Why: recorded on the version."),
-    by: str = typer.Option(getpass.getuser(), "--by", help="Who: recorded on the version."),
+    by: Optional[str] = typer.Option(None, "--by", help="Who: recorded on the version (default: you)."),
 ) -> None:
     """Move `champion` by hand, recording who and why as tags."""
     _quiet_environment()
+    by = by or _current_user()
     from multitask import registry
 
     try:

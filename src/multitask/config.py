@@ -7,13 +7,20 @@ Each step reads one section, and its cache key includes exactly that section, so
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from multitask.errors import ConfigError
+
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+# 50 megapixels: a 48 MP phone photo passes; an image header claiming more is refused unread.
+DEFAULT_MAX_PIXELS = 50_000_000
+# Pillow's own hard limit (twice `Image.MAX_IMAGE_PIXELS`): ours may not exceed it.
+PILLOW_MAX_PIXELS = 2 * 89_478_485
 
 
 class Section(BaseModel):
@@ -32,6 +39,10 @@ class DataConfig(Section):
     )
     multi_object: Literal["error", "skip", "largest"] | None = Field(
         None, description="Images with several objects: folder default `error`, TFDS default `skip`."
+    )
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, ge=1, le=PILLOW_MAX_PIXELS,
+        description="Folder images whose header declares more pixels are refused before decoding.",
     )
 
     @property
@@ -92,10 +103,26 @@ class EvaluateConfig(Section):
 
 
 class RegistryConfig(Section):
-    model_name: str = Field(
-        "multitask-shapes", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
-        description="Registered model name in MLflow.",
+    model_name: str | None = Field(
+        None, pattern=MODEL_NAME_PATTERN,
+        description="Registered model name in MLflow; unset, it follows the dataset (`default_model_name`).",
     )
+
+
+def default_model_name(dataset: str) -> str:
+    """`multitask-shapes`, `multitask-<folder's name>`, `multitask-<tfds name>`, in MLflow's alphabet.
+
+    One name per dataset keeps a model of one dataset from ever being gated against another's.
+    """
+    kind, _, rest = dataset.strip().partition(":")
+    if kind == "folder" and rest:
+        name = Path(rest).expanduser().resolve().name
+    elif kind == "tfds" and rest:
+        name = rest.partition(":")[0]
+    else:
+        name = dataset.strip()
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "data"
+    return f"multitask-{name}"[:100]
 
 
 class GateConfig(Section):
@@ -113,6 +140,13 @@ class RunConfig(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     registry: RegistryConfig = RegistryConfig()
     gate: GateConfig = GateConfig()
+
+    @model_validator(mode="after")
+    def _name_follows_dataset(self) -> RunConfig:
+        if self.registry.model_name is None:  # frozen: set once, while validating
+            named = RegistryConfig(model_name=default_model_name(self.data.dataset))
+            object.__setattr__(self, "registry", named)
+        return self
 
 
 # Overrides on top of the field defaults. `seed` reproduces the starting point: its model,

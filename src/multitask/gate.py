@@ -2,7 +2,8 @@
 
 Per head (TFX calls this a "blessing"): the label head is judged by accuracy, the box head
 by mean IoU. The challenger must meet both absolute floors; with a champion, it may lose at
-most `tolerance` on either head and must beat the champion on at least one.
+most `tolerance` on either head and must beat the champion on at least one. Models trained on
+different class names are never compared: their accuracies do not measure the same thing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,26 @@ class Decision(BaseModel):
     challenger: dict[str, float]
     champion: dict[str, float] | None
     deltas: dict[str, float]
+
+
+def _classes(names: list[str]) -> str:
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return f"{len(names)} classes ({shown})"
+
+
+def classes_differ(model_classes: list[str], data_classes: list[str]) -> str | None:
+    """None when the class names are the same (and in the same order), else one line saying how."""
+    if list(model_classes) == list(data_classes):
+        return None
+    return f"trained on {_classes(model_classes)}; the data has {_classes(data_classes)}"
+
+
+def not_comparable(challenger: dict[str, float], champion_version: str, difference: str) -> Decision:
+    """The decision when the champion was trained on other classes: kept out, nothing compared."""
+    return Decision(promote=False, champion=None, deltas={},
+                    challenger={head: challenger[metric] for head, metric in HEADS.items()},
+                    reason=f"not compared: champion v{champion_version} was {difference}; the gate compares "
+                           f"only models of the same classes (promote by hand or use another registry.model_name)")
 
 
 def decide(challenger: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig) -> Decision:
@@ -46,3 +67,13 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, cfg:
     if not better:
         return result(False, "does not beat the champion on any head", deltas)
     return result(True, "beats the champion on " + "; ".join(better), deltas)
+
+
+def unchanged_reason(version: str, changed_sections: list[str]) -> str:
+    """Why a retrain stops early: a registered version already has this lineage."""
+    reason = f"version {version} was made from the same data, model and training settings and code"
+    if not changed_sections:
+        return reason
+    names = ", ".join(f"[{name}]" for name in changed_sections)
+    note = "; gate settings judge the next challenger" if "gate" in changed_sections else ""
+    return f"{reason}; only the {names} settings differ, and they do not change the model{note}"

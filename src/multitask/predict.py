@@ -12,8 +12,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from multitask.datasets.folder import load_rgb
 from multitask.errors import DataError
+from multitask.images import load_rgb
 from multitask.pipeline import box_to_pixels, normalise, resize_example
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}

@@ -18,16 +18,21 @@ import tensorflow as tf
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
+from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 from multitask import workspace
 from multitask.config import RunConfig
 from multitask.errors import UserError
 from multitask.model import load
-from multitask.fingerprint import library_fingerprint, of_value
+from multitask.fingerprint import digest, library_fingerprint, of_value
 from multitask.records import DatasetRef, EvalReport, ModelVersion, TrainedModelRef
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 _TRAIN_FINGERPRINT_TAG = "multitask.train_fingerprint"
+LINEAGE_TAG = "lineage_fingerprint"
+# What makes a model; the other sections (evaluate, registry, gate) only judge or name it.
+LINEAGE_SECTIONS = ("data", "model", "train")
+_SECTION_TAG = "config.{}_fingerprint"
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
@@ -171,12 +176,22 @@ def _ensure_aliases(c: MlflowClient, name: str, version: str, first_is_champion:
         c.set_registered_model_alias(name, CHAMPION, str(version))
 
 
+def _missing(exc: MlflowException) -> bool:
+    return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
 def version_matches(mv: ModelVersion) -> bool:
-    """True when the registry still holds this version, made from the same trained model."""
+    """True when the registry still holds this version, made from the same trained model.
+
+    Only "no such version" means False: any other registry error (a locked database, a server
+    that does not answer) propagates, so a caller never takes a hiccup for a missing version.
+    """
     try:
         found = client().get_model_version(mv.name, mv.version)
-    except MlflowException:
-        return False
+    except MlflowException as exc:
+        if _missing(exc):
+            return False
+        raise
     return found.tags.get(_TRAIN_FINGERPRINT_TAG) == mv.fingerprint
 
 
@@ -221,9 +236,26 @@ def model_uri(reference: str) -> str:
 
 
 def lineage_tags(dataset: DatasetRef, config: RunConfig) -> dict[str, str]:
-    """What a model was made from: data, config and code fingerprints."""
-    return {"data_fingerprint": dataset.fingerprint, "config_fingerprint": of_value(config),
-            "code_fingerprint": library_fingerprint()}
+    """What a model was made from: data, config and code fingerprints.
+
+    `lineage_fingerprint` covers what makes the model (the data's content, the data, model and
+    train sections, the library's code); one tag per config section says which settings differ
+    when the lineage is the same.
+    """
+    code = library_fingerprint()
+    sections = {name: of_value(getattr(config, name)) for name in type(config).model_fields}
+    sections["data"] = digest("DataConfig", config.data.model_dump_json())  # the data's content is below
+    lineage = digest(dataset.fingerprint, code, *(sections[name] for name in LINEAGE_SECTIONS))
+    return {LINEAGE_TAG: lineage, "data_fingerprint": dataset.fingerprint,
+            "config_fingerprint": of_value(config), "code_fingerprint": code,
+            **{_SECTION_TAG.format(name): value for name, value in sections.items()}}
+
+
+def changed_sections(version: ModelVersion, tags: dict[str, str]) -> list[str]:
+    """Config sections whose fingerprint differs between a registered version and `tags`."""
+    found = client().get_model_version(version.name, version.version).tags
+    return sorted(name for name in RunConfig.model_fields
+                  if found.get(_SECTION_TAG.format(name)) != tags[_SECTION_TAG.format(name)])
 
 
 def find_version(name: str, tags: dict[str, str]) -> ModelVersion | None:
@@ -243,9 +275,26 @@ def champion(name: str) -> ModelVersion | None:
     c = client()
     try:
         mv = c.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _missing(exc):
+            return None
+        raise
     return _record(c, name, mv.version, mv.run_id)
+
+
+def class_names(version: ModelVersion) -> list[str]:
+    """The class names a registered version was trained on (from its model's metadata).
+
+    Reads only the small `MLmodel` file, not the model.
+    """
+    location = client().get_model_version_download_uri(version.name, version.version)
+    with workspace.scratch("mlmodel") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(artifact_uri=f"{location}/MLmodel", dst_path=str(tmp))
+        except MlflowException as exc:
+            raise UserError(f"{version.name}/{version.version} has no MLmodel file: {exc.message}") from exc
+        metadata = mlflow.models.Model.load(local).metadata or {}
+    return list(metadata.get("class_names", []))
 
 
 def fetch(reference: str, dest: Path) -> tuple[Path, dict[str, Any]]:

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
+from multitask.config import DEFAULT_MAX_PIXELS
 from multitask.errors import DataError
+from multitask.images import upright_size
 
 CSV_NAME, COCO_NAME = "annotations.csv", "annotations.json"
 CSV_COLUMNS = ("filename", "label", "xmin", "ymin", "xmax", "ymax")
@@ -30,6 +30,7 @@ class Example:
     label: str
     box: tuple[float, float, float, float]
     split: str
+    where: str = ""  # "annotations.csv row 7", for errors raised while the records are built
 
 
 @dataclass(frozen=True)
@@ -45,17 +46,26 @@ def stable_split(filename: str) -> str:
     return "train" if bucket < 8 else "validation" if bucket == 8 else "test"
 
 
-def _image_size(root: Path, filename: str, where: str) -> tuple[int, int]:
-    path = root / filename
+def _inside(root: Path, filename: str, where: str) -> Path:
+    """The image's path, refused when it leaves the dataset folder (`..`, absolute, a symlink out)."""
+    path = Path(filename)
+    if path.is_absolute():
+        raise DataError(f"{where}: file name {filename!r} is absolute; names are relative to {root}")
+    resolved = (root / path).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise DataError(f"{where}: file name {filename!r} leads outside the dataset folder {root} "
+                        f"(to {resolved})")
+    return resolved
+
+
+def _image_size(root: Path, filename: str, where: str, max_pixels: int) -> tuple[int, int]:
+    path = _inside(root, filename, where)
     if not path.is_file():
-        raise DataError(f"{where}: image file {path} does not exist")
+        raise DataError(f"{where}: image file {root / filename} does not exist")
     try:
-        with Image.open(path) as image:
-            size = image.size
-            image.verify()  # structure and checksums, without decoding the pixels
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{where}: {path} is not a readable image ({exc})") from exc
-    return size
+        return upright_size(path, max_pixels)
+    except DataError as exc:
+        raise DataError(f"{where}: {exc}") from exc
 
 
 def _box(obj: _Object, filename: str, size: tuple[int, int]) -> tuple[float, float, float, float]:
@@ -167,7 +177,8 @@ def _check_classes(examples: list[Example], where: Path) -> list[str]:
     return classes
 
 
-def read_folder(root: Path, multi_object: str = "error") -> tuple[list[Example], list[str]]:
+def read_folder(root: Path, multi_object: str = "error",
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[list[Example], list[str]]:
     """All examples of a folder dataset and its sorted class names; raises `DataError` on bad input."""
     if not root.is_dir():
         raise DataError(f"dataset folder {root} does not exist or is not a folder")
@@ -188,7 +199,7 @@ def read_folder(root: Path, multi_object: str = "error") -> tuple[list[Example],
         chosen = _one_object(filename, objects, multi_object)
         if chosen is None:
             continue
-        size = _image_size(root, filename, chosen.where)
+        size = _image_size(root, filename, chosen.where, max_pixels)
         split = splits.get(filename) or stable_split(filename)
-        examples.append(Example(filename, chosen.label, _box(chosen, filename, size), split))
+        examples.append(Example(filename, chosen.label, _box(chosen, filename, size), split, chosen.where))
     return examples, _check_classes(examples, source)

@@ -34,9 +34,11 @@ def _build(builder: tfds.core.DatasetBuilder, regenerate: bool = True) -> None:
     come from an edit to the generator code, and TFDS alone would reuse the old records.
     """
     tfds.disable_progress_bar()  # per-example bars flood logs; Prefect logs the step instead
-    mode = tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if regenerate else None
+    mode = tfds.download.GenerateMode
+    config = tfds.download.DownloadConfig(
+        download_mode=mode.REUSE_CACHE_IF_EXISTS if regenerate else mode.REUSE_DATASET_IF_EXISTS)
     try:
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(download_mode=mode))
+        builder.download_and_prepare(download_config=config)
     except BaseException:
         for partial in Path(builder.data_dir).parent.glob("incomplete.*"):
             shutil.rmtree(partial, ignore_errors=True)
@@ -58,9 +60,9 @@ def _prepare_shapes(data: DataConfig, spec: Spec) -> DatasetRef:
 
 
 def _prepare_folder(data: DataConfig, spec: Spec) -> DatasetRef:
-    examples, class_names = annotations.read_folder(spec.path, data.multi_object or "error")
+    examples, class_names = annotations.read_folder(spec.path, data.multi_object or "error", data.max_pixels)
     builder = folder.builder(spec.path, examples, class_names, hash_tree(spec.path),
-                             data_dir=str(workspace.tfds_dir()))
+                             data_dir=str(workspace.tfds_dir()), max_pixels=data.max_pixels)
     _build(builder)
     return _ref(data, spec, builder, hash_tree(builder.data_path))
 

@@ -10,12 +10,11 @@ import dataclasses
 import re
 from pathlib import Path
 
-import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from multitask.datasets.annotations import SPLITS, Example
 from multitask.errors import DataError
+from multitask.images import load_rgb
 
 
 @dataclasses.dataclass
@@ -24,14 +23,7 @@ class FolderConfig(tfds.core.BuilderConfig):
     # kept out of repr: TFDS logs the config, and thousands of examples would flood the log
     class_names: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     examples: tuple[Example, ...] = dataclasses.field(default=(), repr=False)
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except OSError as exc:
-        raise DataError(f"cannot decode image {path}: {exc}") from exc
+    max_pixels: int = 0
 
 
 class Folder(tfds.core.GeneratorBasedBuilder):
@@ -55,12 +47,18 @@ class Folder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         return {split: self._generate_examples(split) for split in SPLITS}
 
+    def _image(self, root: Path, example: Example):
+        try:
+            return load_rgb(root / example.filename, self.builder_config.max_pixels)
+        except DataError as exc:  # name the row: the file passed the header check but not decoding
+            raise DataError(f"{example.where}: {exc}") from exc
+
     def _generate_examples(self, split: str):
         root = Path(self.builder_config.root)
         for example in self.builder_config.examples:
             if example.split == split:
                 yield example.filename, {
-                    "image": load_rgb(root / example.filename),
+                    "image": self._image(root, example),
                     "label": example.label,
                     "bbox": tfds.features.BBox(*example.box),
                     "filename": example.filename,
@@ -68,9 +66,9 @@ class Folder(tfds.core.GeneratorBasedBuilder):
 
 
 def builder(root: Path, examples: list[Example], class_names: list[str], fingerprint: str,
-            data_dir: str) -> Folder:
+            data_dir: str, max_pixels: int) -> Folder:
     """A builder whose TFDS folder is named by the content fingerprint: new data, new folder."""
     label = re.sub(r"[^A-Za-z0-9_.-]", "_", root.name) or "data"
     config = FolderConfig(name=f"{label}-{fingerprint[:16]}", root=str(root),
-                          class_names=tuple(class_names), examples=tuple(examples))
+                          class_names=tuple(class_names), examples=tuple(examples), max_pixels=max_pixels)
     return Folder(config=config, data_dir=data_dir)
