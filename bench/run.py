@@ -32,13 +32,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from multitask.augment import Augmentation  # noqa: E402
 from multitask.config import DataConfig, ModelConfig, load_config  # noqa: E402
 from multitask.datasets import catalog  # noqa: E402
 from multitask.fingerprint import hash_file  # noqa: E402
 from multitask.model import build_model  # noqa: E402
 from multitask.pipeline import build_snapshot, load_split, make_dataset  # noqa: E402
 from multitask.records import ModelRef, SnapshotRef  # noqa: E402
-from multitask.train import train  # noqa: E402
+from multitask.train import read_history, train  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from plain_seed import build_plain_model, fit_plain  # noqa: E402
@@ -124,7 +125,7 @@ def ours_images_per_second(snapshot, epochs: int, workdir: Path, preset: str = "
     ref = ModelRef(path=str(path), preset=preset, params=model.count_params(), fingerprint=hash_file(path))
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
     trained = train(ref, snapshot, cfg.train, run_dir)
-    history = json.loads(Path(trained.history_path).read_text())
+    history = read_history(trained.history_path)
     seconds = [row["train_seconds"] for row in history]
     return snapshot.splits["train"] / statistics.median(seconds[1:]), {"history": history, "model": trained.model_path}
 
@@ -153,7 +154,7 @@ def p0_p1(workdir: Path, rounds: int, epochs: int) -> dict:
 
 def p2(workdir: Path, train_img_s: float) -> dict:
     snapshot, _ = shapes_snapshot(workdir, 3000)
-    batches = make_dataset(snapshot, "train", 32, shuffle_buffer=4096, augment_flip=True, seed=0).repeat()
+    batches = make_dataset(snapshot, "train", 32, shuffle_buffer=4096, augmentation=Augmentation(flip=True), seed=0).repeat()
     iterator = iter(batches)
     for _ in range(20):
         next(iterator)

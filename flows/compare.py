@@ -32,7 +32,7 @@ def compare_flow(config: RunConfig = RunConfig(), seeds: int = 3,  # noqa: B008 
     dataset, snapshot = steps.data(config)
     runs = [(variant, seed) for seed in range(seeds) for variant in variants]
     initial = {seed: steps.run(build_model, model=compare.model_config(config, seed),
-                               num_classes=dataset.num_classes, image_size=config.data.image_size)
+                               num_classes=dataset.num_classes, image_size=snapshot.image_size)
                for seed in range(seeds)}
     labels = [f"{variant}/seed{seed}" for variant, seed in runs]
     trained = steps.map(train_model, labels, model=[initial[seed] for _, seed in runs], snapshot=unmapped(snapshot),

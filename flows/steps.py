@@ -46,7 +46,7 @@ class Steps:
     def train_and_evaluate(self, config: RunConfig, dataset, snapshot):
         """build -> train -> evaluate; returns (trained, report)."""
         initial = self.run(build_model, model=config.model, num_classes=dataset.num_classes,
-                           image_size=config.data.image_size)
+                           image_size=snapshot.image_size)
         trained = self.run(train_model, model=initial, snapshot=snapshot, train_config=config.train)
         report = self.run(evaluate_model, trained=trained, snapshot=snapshot, evaluate_config=config.evaluate)
         return trained, report

@@ -9,9 +9,16 @@ from prefect import flow
 from flows.steps import Steps
 from multitask import registry, workspace
 from multitask.config import RunConfig
+from multitask.records import TrainedModelRef
 from tasks.register import register_model
 
 SUMMARY_METRICS = ("accuracy", "mean_iou", "iou50", "loss", "label_loss", "box_loss")
+
+
+def training_summary(trained: TrainedModelRef) -> dict[str, Any]:
+    """How long training ran and why it stopped, for the JSON line."""
+    return {"epochs": trained.epochs, "best_epoch": trained.best_epoch, "stopped": trained.stop_reason,
+            "minutes": round(trained.train_seconds / 60, 2)}
 
 
 @flow(name="train")
@@ -27,6 +34,7 @@ def train_flow(config: RunConfig = RunConfig()) -> dict[str, Any]:
         "version": version.version,
         "aliases": registry.aliases(version.name, version.version),
         "metrics": {k: report.metrics[k] for k in SUMMARY_METRICS},
+        "training": training_summary(trained),
         "steps": steps.states,
         "run_dir": trained.run_dir,
     }

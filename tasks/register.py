@@ -16,6 +16,5 @@ def register_model(trained: TrainedModelRef, report: EvalReport, dataset: Datase
     # The class names themselves are in the model's metadata (`registry.class_names`).
     tags = {**registry.lineage_tags(dataset, config), "dataset": dataset.spec,
             "num_classes": str(dataset.num_classes), "prefect_flow_run_id": str(runtime.flow_run.id or "")}
-    preprocessing = {"class_names": dataset.class_names, "image_size": config.data.image_size,
-                     "resize": config.data.resize}
+    preprocessing = {"class_names": dataset.class_names, "resize": config.data.resize}  # + the model's input size
     return registry.register(trained, report, config, tags, preprocessing, first_is_champion)

@@ -4,7 +4,8 @@ import tensorflow as tf
 
 from multitask.config import DataConfig
 from multitask.datasets import catalog
-from multitask.pipeline import build_snapshot, flip_box, make_dataset
+from multitask.augment import Augmentation, flip_box
+from multitask.pipeline import build_snapshot, make_dataset
 
 
 def test_flip_box_formula():
@@ -13,8 +14,8 @@ def test_flip_box_formula():
     np.testing.assert_allclose(flip_box(flip_box(box)).numpy(), box.numpy(), atol=1e-6)
 
 
-def _box_of_bright_pixels(image: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(image[..., 0] > 0.5)
+def _box_of_bright_pixels(image: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    ys, xs = np.nonzero(image[..., 0] > threshold)
     size = image.shape[0]
     return np.array([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]) / size
 
@@ -36,7 +37,9 @@ def test_snapshot_holds_resized_uint8(snapshot):
 
 
 def test_batches_have_keras_layout_and_ranges(snapshot):
-    images, targets = next(iter(make_dataset(snapshot, "train", 8, shuffle_buffer=24, augment_flip=True, seed=1)))
+    augmentation = Augmentation(flip=True, scale=0.3, shift=1.0, colour=0.2)
+    images, targets = next(iter(make_dataset(snapshot, "train", 8, shuffle_buffer=24, augmentation=augmentation,
+                                             seed=1)))
     assert images.shape == (8, 32, 32, 3) and images.dtype == tf.float32
     assert 0.0 <= float(tf.reduce_min(images)) and float(tf.reduce_max(images)) <= 1.0
     assert targets["label"].shape == (8,) and targets["box"].shape == (8, 4)
@@ -46,7 +49,8 @@ def test_batches_have_keras_layout_and_ranges(snapshot):
 
 def test_shuffle_and_flips_are_seeded(snapshot):
     def first_epoch(seed):
-        batches = make_dataset(snapshot, "train", 24, shuffle_buffer=24, augment_flip=True, seed=seed)
+        batches = make_dataset(snapshot, "train", 24, shuffle_buffer=24,
+                               augmentation=Augmentation(flip=True, scale=0.3, shift=1.0), seed=seed)
         images, targets = next(iter(batches))
         return images.numpy(), targets["box"].numpy()
 
@@ -64,9 +68,28 @@ def test_flipped_image_and_box_agree(tmp_path):
     from multitask.records import SnapshotRef
 
     ref = SnapshotRef(path=str(tmp_path), class_names=["a"], splits={"train": 40}, image_size=16, fingerprint="-")
-    images, targets = next(iter(make_dataset(ref, "train", 40, augment_flip=True, seed=0)))
+    images, targets = next(iter(make_dataset(ref, "train", 40, augmentation=Augmentation(flip=True), seed=0)))
     flipped = 0
     for im, bx in zip(images.numpy(), targets["box"].numpy()):
         np.testing.assert_allclose(_box_of_bright_pixels(im), bx, atol=1e-6)
         flipped += not np.allclose(bx, box)
     assert 0 < flipped < 40  # some flipped, some not
+
+
+def test_zoom_and_shift_move_the_box_with_the_object_and_keep_it_in_frame(tmp_path):
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    image[4:20, 6:26] = 255  # a large object: zooming in must not push it out of the frame
+    box = np.array([4, 6, 20, 26], dtype=np.float32) / 32
+    data = tf.data.Dataset.from_tensors({"image": image, "label": np.int32(0), "box": box, "filename": b""}).repeat(64)
+    data.save(str(tmp_path / "train"))
+    from multitask.records import SnapshotRef
+
+    ref = SnapshotRef(path=str(tmp_path), class_names=["a"], splits={"train": 64}, image_size=32, fingerprint="-")
+    augmentation = Augmentation(flip=True, scale=0.5, shift=1.0, colour=0.2)
+    images, targets = next(iter(make_dataset(ref, "train", 64, augmentation=augmentation, seed=3)))
+    boxes = targets["box"].numpy()
+    assert ((boxes >= 0) & (boxes <= 1)).all()  # the whole object stays in the frame
+    sizes = (boxes[:, 2] - boxes[:, 0]) * 32
+    assert sizes.min() < 12 and sizes.max() > 18 and len(np.unique(boxes[:, 0].round(3))) > 20  # zoomed, moved
+    for im, bx in zip(images.numpy(), boxes):
+        np.testing.assert_allclose(_box_of_bright_pixels(im, threshold=0.3), bx, atol=1.5 / 32)

@@ -17,6 +17,8 @@ from pathlib import Path
 import keras
 import mlflow
 import pytest
+
+from multitask.train import read_history
 from typer.testing import CliRunner
 
 from conftest import TINY, tiny_config
@@ -85,7 +87,7 @@ def test_sigkill_mid_training_then_rerun_resumes(prefect_server, workspace, tmp_
 
     result = train_flow(config=load_sets(sets))
     assert result["steps"]["train_model"] == "Completed" and result["run_dir"] == str(run_dir)
-    history = json.loads((run_dir / "history.json").read_text())
+    history = read_history(run_dir / "history.json")
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     assert [row["train_seconds"] for row in history[:2]] == [first["1"]["train_seconds"], first["2"]["train_seconds"]]
     assert _versions() == ["1"] and registry.load_model("multitask-shapes@champion") is not None

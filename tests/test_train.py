@@ -5,6 +5,8 @@ import json
 import keras
 import pytest
 
+from multitask.train import read_history
+
 from conftest import tiny_config
 from multitask import train as train_module
 from multitask.datasets import catalog
@@ -52,7 +54,7 @@ def test_rerun_after_a_crash_resumes_from_the_last_epoch(inputs, tmp_path, monke
 
     monkeypatch.setattr(train_module, "_callbacks", real_callbacks)
     trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path)
-    history = json.loads((tmp_path / "history.json").read_text())
+    history = read_history(tmp_path / "history.json")
     assert [row["epoch"] for row in history] == [1, 2, 3]
     # epochs 1 and 2 were not run again: their logged timings are the first attempt's
     assert [row["train_seconds"] for row in history[:2]] == [first_epochs["1"]["train_seconds"],

@@ -37,8 +37,15 @@ def test_first_run_trains_evaluates_and_registers(baseline):
     assert set(baseline["metrics"]) == {"accuracy", "mean_iou", "iou50", "loss", "label_loss", "box_loss"}
     run_dir = Path(baseline["run_dir"])
     assert (run_dir / "model.keras").is_file() and (run_dir / "tensorboard").is_dir()
-    report_files = {p.name for p in (run_dir.parent.parent / "evaluate_model").rglob("*") if p.is_file()}
-    assert {"metrics.json", "curves.png", "predictions.png"} <= report_files
+    report_files = {p.name: p for p in (run_dir.parent.parent / "evaluate_model").rglob("*") if p.is_file()}
+    assert {"metrics.json", "curves.png", "predictions.png", "confusion.png"} <= set(report_files)
+    written = json.loads(report_files["metrics.json"].read_text())
+    counts = written["confusion_matrix"]["counts"]
+    assert len(counts) == 10 and sum(map(sum, counts)) == 10  # every test image counted once
+    assert written["accuracy"] == pytest.approx(sum(counts[i][i] for i in range(10)) / 10, abs=1e-6)
+    for i, name in enumerate(written["confusion_matrix"]["classes"]):
+        expected = counts[i][i] / sum(counts[i]) if sum(counts[i]) else None
+        assert written["per_class_accuracy"][name] == (pytest.approx(expected) if expected is not None else None)
 
     version = registry.client().get_model_version("multitask-shapes", "1")
     assert {"data_fingerprint", "config_fingerprint", "code_fingerprint", "prefect_flow_run_id",
@@ -135,7 +142,9 @@ def test_cli_json_contract(baseline):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(summary) == {"model", "version", "aliases", "metrics", "steps", "run_dir"}
+    assert set(summary) == {"model", "version", "aliases", "metrics", "training", "steps", "run_dir"}
+    assert summary["training"] == {"epochs": 1, "best_epoch": 1, "stopped": "max_epochs",
+                                   "minutes": expected["training"]["minutes"]}
     assert summary["version"] == expected["version"]
     assert summary["steps"] == {step: "Cached" for step in ALL_STEPS}
 

@@ -1,10 +1,11 @@
 """Task weighting: uncertainty log-variances learn and persist; DWA weights sum to the task count."""
 
-import json
 
 import keras
 import numpy as np
 import pytest
+
+from multitask.train import read_history
 from test_train import CrashAtEpoch, inputs  # noqa: F401  (inputs: a tiny snapshot and initial model)
 
 from multitask import train as train_module
@@ -69,7 +70,7 @@ def test_training_logs_the_weights_and_a_resume_keeps_the_dwa_state(inputs, tmp_
     model_ref, snapshot, cfg = inputs
     train_cfg = cfg.train.model_copy(update={"epochs": 3, "weighting": "dwa"})
     trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path / "straight")
-    straight = json.loads((tmp_path / "straight" / "history.json").read_text())
+    straight = read_history(tmp_path / "straight" / "history.json")
     assert all({"label_weight", "box_weight"} <= set(row) for row in straight)
     assert straight[2]["label_weight"] != 1.0  # epoch 3 is weighted by the losses of epochs 1 and 2
     final = load(trained.model_path)
@@ -81,5 +82,5 @@ def test_training_logs_the_weights_and_a_resume_keeps_the_dwa_state(inputs, tmp_
         train_module.train(model_ref, snapshot, train_cfg, tmp_path / "resumed")
     monkeypatch.setattr(train_module, "_callbacks", real_callbacks)
     train_module.train(model_ref, snapshot, train_cfg, tmp_path / "resumed")
-    resumed = json.loads((tmp_path / "resumed" / "history.json").read_text())
+    resumed = read_history(tmp_path / "resumed" / "history.json")
     assert resumed[2]["label_weight"] == pytest.approx(straight[2]["label_weight"], rel=1e-6)

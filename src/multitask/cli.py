@@ -94,6 +94,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
     typer.echo(f"model {summary['model']} version {summary['version']} "
                f"aliases {', '.join(summary['aliases']) or '-'}")
     typer.echo("  " + "  ".join(f"{k} {summary['metrics'][k]:.4f}" for k in _METRICS))
+    training = summary["training"]
+    typer.echo(f"  training: {training['epochs']} epochs (best {training['best_epoch']}), stopped by "
+               f"{training['stopped'].replace('_', ' ')}, {training['minutes']:.1f} min")
     typer.echo("  steps: " + ", ".join(f"{k} {v}" for k, v in summary["steps"].items()))
     typer.echo(f"  run dir: {summary['run_dir']}")
 

@@ -33,7 +33,9 @@ class DataConfig(Section):
     validation_size: int = Field(300, ge=1, description="Generated validation examples (`shapes` only).")
     test_size: int = Field(500, ge=1, description="Generated test examples (`shapes` only).")
     seed: int = Field(0, ge=0, description="Generator seed: the same seed gives the same dataset.")
-    image_size: int = Field(64, ge=16, le=512, description="Side of the square model input, pixels.")
+    image_size: int | None = Field(
+        None, ge=16, le=512, description="Side of the square model input, pixels. Unset: from the objects' "
+        "sizes, 64-128 (`multitask.sizing`); 64 for the `seed` preset; 224 for the pretrained presets.")
     resize: Literal["stretch", "letterbox"] = Field(
         "stretch", description="How images become square: stretch, or scale and pad (boxes follow)."
     )
@@ -54,15 +56,35 @@ class DataConfig(Section):
         return digest("DataConfig", self.model_dump_json(), source_fingerprint(self.dataset))
 
 
+# Input side per model preset when `data.image_size` is not set; None: from the data (`multitask.sizing`).
+PRESET_IMAGE_SIZES = {"seed": 64, "default": None, "mobilenet_v3_small": 224, "efficientnet_v2_b0": 224}
+
+
 class ModelConfig(Section):
-    preset: Literal["seed", "default"] = Field(
-        "default", description="`seed`: the starting point's model, exactly; `default`: our stronger one."
+    preset: Literal["seed", "default", "mobilenet_v3_small", "efficientnet_v2_b0"] = Field(
+        "default", description="`seed`: the starting point's model, exactly; `default`: our CNN from "
+        "scratch; `mobilenet_v3_small`, `efficientnet_v2_b0`: a keras.applications backbone with our heads.",
     )
     seed: int = Field(0, ge=0, description="Seed for the initial weights.")
+    label_pooling: Literal["global", "box", "crop"] = Field(
+        "box", description="`default` preset's label head: global average pooling only, or also the "
+        "features inside the predicted box (`box`), or also a small CNN on the image inside it (`crop`).")
+    weights: str = Field(
+        "imagenet", min_length=1, description="Pretrained presets' backbone weights: `imagenet` (Keras' "
+        "cache, downloaded where the network allows), `none`, or a weights file (`.weights.h5`).")
     # float32 stays the default: see docs/benchmarks.md (P1) for what bfloat16 gains here.
     precision: Literal["float32", "mixed_bfloat16"] = Field(
         "float32", description="`mixed_bfloat16`: compute in bfloat16, keep weights and outputs in float32."
     )
+
+    @property
+    def fingerprint(self) -> str:
+        """The settings plus the content of a weights file, so a file replaced in place is a miss."""
+        from multitask.fingerprint import digest, hash_file
+
+        path = Path(self.weights).expanduser()
+        weights = hash_file(path) if self.weights not in ("imagenet", "none") and path.is_file() else ""
+        return digest("ModelConfig", self.model_dump_json(), weights)
 
 
 class TrainConfig(Section):
@@ -70,9 +92,12 @@ class TrainConfig(Section):
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
-    lr_schedule: Literal["constant", "cosine"] = Field(
-        "cosine", description="`cosine`: decay the learning rate to 0 over all epochs' steps.",
+    lr_schedule: Literal["constant", "cosine", "plateau"] = Field(
+        "cosine", description="`cosine`: decay the learning rate to 0 over `epochs` (the most); "
+        "`plateau`: multiply it by `plateau_factor` after `plateau_patience` epochs without a better score.",
     )
+    plateau_factor: float = Field(0.3, gt=0, lt=1, description="`plateau` schedule: the factor per plateau.")
+    plateau_patience: int = Field(3, ge=1, description="`plateau` schedule: epochs without a better score.")
     box_loss: str = Field(
         "huber+giou", pattern=r"^(bce|(huber|iou|giou|ciou)(\+(huber|iou|giou|ciou))*)$",
         description="`bce` (the seed's), or terms huber, iou, giou, ciou joined by '+'.",
@@ -85,7 +110,16 @@ class TrainConfig(Section):
         "uncertainty weights (starting from them), or Dynamic Weight Average (scaling them).",
     )
     dwa_temperature: float = Field(2.0, gt=0, description="Dynamic Weight Average temperature T.")
-    early_stopping_patience: int | None = Field(None, ge=1, description="Epochs without val_loss gain.")
+    freeze_epochs: int = Field(3, ge=0, description="Pretrained presets: epochs training the heads alone, "
+                               "backbone frozen, before all layers train.")
+    finetune_learning_rate_factor: float = Field(
+        0.1, gt=0, le=1, description="Pretrained presets: the learning rate of the all-layers phase, "
+        "as a share of `learning_rate`.")
+    early_stopping_patience: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without a better validation score "
+        "(label accuracy + box mean IoU); the best epoch is kept.")
+    max_minutes: float | None = Field(
+        None, gt=0, description="Stop before another epoch would take training past this many minutes.")
     # Measured on 2 CPU cores: 16 steps per tf.function call trained the seed model 1.4-1.6x
     # faster than 1 (Python overhead per step); XLA (jit_compile) was 2x slower, so it is off.
     steps_per_execution: int = Field(16, ge=1, description="Batches run per call into the TF graph.")
@@ -93,6 +127,12 @@ class TrainConfig(Section):
         "none", description="tf.distribute strategy: one device, all local GPUs, or TF_CONFIG workers."
     )
     augment_flip: bool = Field(True, description="Random horizontal flip (the box flips with it).")
+    augment_scale: float = Field(0.0, ge=0, lt=1, description="Random zoom by a factor in "
+                                 "[1 - scale, 1 + scale], limited so the object still fits; 0 is off.")
+    augment_shift: float = Field(0.0, ge=0, le=1, description="Random shift of the object: 0 keeps it "
+                                 "where the zoom puts it, 1 moves it anywhere it fits in the frame.")
+    augment_colour: float = Field(0.0, ge=0, lt=1, description="Random brightness (+-), contrast and "
+                                  "saturation (x 1 +-) per image; 0 is off.")
     shuffle_buffer: int = Field(4096, ge=1)
     seed: int = Field(0, ge=0, description="Seed for shuffling, augmentation and dropout.")
 
@@ -142,10 +182,15 @@ class RunConfig(Section):
     gate: GateConfig = GateConfig()
 
     @model_validator(mode="after")
-    def _name_follows_dataset(self) -> RunConfig:
-        if self.registry.model_name is None:  # frozen: set once, while validating
+    def _fill_defaults_from_other_sections(self) -> RunConfig:
+        """The model name follows the dataset; the image size follows the model preset.
+        (Frozen: set once, while validating.)"""
+        if self.registry.model_name is None:
             named = RegistryConfig(model_name=default_model_name(self.data.dataset))
             object.__setattr__(self, "registry", named)
+        if "image_size" not in self.data.model_fields_set:
+            sized = self.data.model_copy(update={"image_size": PRESET_IMAGE_SIZES[self.model.preset]})
+            object.__setattr__(self, "data", sized)
         return self
 
 
@@ -155,7 +200,8 @@ class RunConfig(Section):
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {
         "model": {"preset": "seed"},
-        "train": {"box_loss": "bce", "box_loss_weight": 1.0, "augment_flip": False, "epochs": 10,
+        "train": {"box_loss": "bce", "box_loss_weight": 1.0, "augment_flip": False, "augment_scale": 0.0,
+                  "augment_shift": 0.0, "augment_colour": 0.0, "early_stopping_patience": None, "epochs": 10,
                   "lr_schedule": "constant", "weighting": "fixed"},
     },
     "default": {},

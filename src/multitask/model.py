@@ -1,7 +1,8 @@
 """Model presets with outputs named "label" (softmax over classes) and "box" ([0, 1] coords).
 
 `seed` is the starting point's model, layer for layer; `default` is a stronger small CNN
-whose box head keeps spatial information (see `SoftArgmaxBox`).
+whose box head keeps spatial information (see `SoftArgmaxBox`) and whose label head can
+look inside the predicted box (see `BoxAlign`).
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
-from keras import layers, ops
+from keras import layers
 
 from multitask.config import ModelConfig, TrainConfig
 from multitask.errors import ConfigError
+from multitask.backbones import BACKBONES, pretrained_model
+from multitask.heads import BOX_PRIOR, BoxAlign, SoftArgmaxBox, conv_bn
 from multitask.losses import box_loss
 from multitask.metrics import BoxIoUAbove, MeanBoxIoU
 from multitask.weighting import with_weighting
@@ -35,73 +38,53 @@ def seed_model(num_classes: int, image_size: int) -> keras.Model:
     return keras.Model(inputs=inputs, outputs={"label": label, "box": box}, name="seed")
 
 
-@keras.saving.register_keras_serializable(package="multitask")
-class SoftArgmaxBox(layers.Layer):
-    """Four score maps (ymin, xmin, ymax, xmax) -> a box, each edge as an expected position.
-
-    The y maps are averaged over columns and the x maps over rows, giving one profile per
-    edge; a softmax over each profile weights the pixel-edge positions. Coordinates stay in
-    [0, 1] and keep sub-pixel precision, which dense heads on flattened features lose.
-    """
-
-    def call(self, maps):
-        maps = ops.cast(maps, "float32")
-        height, width = maps.shape[1], maps.shape[2]
-        rows = ops.mean(maps, axis=2)  # (batch, height, 4): profiles along y
-        cols = ops.mean(maps, axis=1)  # (batch, width, 4): profiles along x
-        y_edges = ops.arange(height, dtype="float32") / height
-        x_edges = ops.arange(width, dtype="float32") / width
-
-        def expected(profile, edges):
-            return ops.sum(ops.softmax(profile, axis=1) * edges, axis=1)
-
-        return ops.stack([
-            expected(rows[..., 0], y_edges),
-            expected(cols[..., 1], x_edges),
-            expected(rows[..., 2], y_edges + 1.0 / height),
-            expected(cols[..., 3], x_edges + 1.0 / width),
-        ], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], 4)
-
-
-def _conv_bn(x, filters: int, kernel: int = 3):
-    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
-    return layers.ReLU()(x)
-
-
-def default_model(num_classes: int, image_size: int) -> keras.Model:
-    """BN conv blocks down to a 1/4-size map shared by both heads.
-
-    Label head: one more block, global average pooling, softmax. Box head: the shared map
-    upsampled to 1/2 size with a skip from the 1/2-size block, four score maps, soft-argmax.
-    """
-    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
-    x = _conv_bn(inputs, 32)
-    x = layers.MaxPooling2D()(x)
-    half = _conv_bn(x, 48)
-    x = layers.MaxPooling2D()(half)
-    x = _conv_bn(x, 96)
-    shared = _conv_bn(x, 96)
-
-    y = layers.MaxPooling2D()(shared)
-    y = _conv_bn(y, 160)
-    y = layers.GlobalAveragePooling2D()(y)
-    y = layers.Dropout(0.2)(y)
-    label = layers.Dense(num_classes, activation="softmax", name="label", dtype="float32")(y)
-
+def _box_head(shared, half):
+    """The shared map upsampled to 1/2 size with a skip from the 1/2-size block, four score maps, soft-argmax."""
     b = layers.UpSampling2D(interpolation="bilinear")(shared)
     b = layers.Concatenate()([b, half])
-    b = _conv_bn(b, 48, kernel=1)
-    b = _conv_bn(b, 32)
+    b = conv_bn(b, 48, kernel=1)
+    b = conv_bn(b, 32)
     maps = layers.Conv2D(4, 3, padding="same")(b)
-    box = SoftArgmaxBox(name="box", dtype="float32")(maps)
+    return SoftArgmaxBox(ordered=True, prior=BOX_PRIOR, name="box", dtype="float32")(maps)
+
+
+def _label_features(inputs, shared, box, pooling: str):
+    """One more block and global average pooling; with `box` pooling, also the shared map
+    inside the predicted box on a 4 x 4 grid, so small objects are not averaged away by clutter;
+    with `crop` pooling, also a small CNN on the image inside the box, resampled to 32 x 32, so
+    the object is seen at one scale wherever and however large it is."""
+    y = layers.MaxPooling2D()(shared)
+    y = conv_bn(y, 160)
+    y = layers.GlobalAveragePooling2D()(y)
+    if pooling == "global":
+        return y
+    if pooling == "box":
+        r = BoxAlign(4)([shared, box])
+        r = conv_bn(r, 128)
+        return layers.Concatenate()([y, layers.Flatten()(r)])
+    c = BoxAlign(32, margin=0.15)([inputs, box])
+    c = layers.MaxPooling2D()(conv_bn(conv_bn(c, 32), 32))
+    c = layers.MaxPooling2D()(conv_bn(conv_bn(c, 64), 64))
+    c = layers.GlobalAveragePooling2D()(conv_bn(c, 128))
+    return layers.Concatenate()([y, c])
+
+
+def default_model(num_classes: int, image_size: int, label_pooling: str = "box") -> keras.Model:
+    """BN conv blocks down to a 1/4-size map shared by both heads (see `_box_head`, `_label_features`)."""
+    inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
+    x = conv_bn(inputs, 32)
+    x = layers.MaxPooling2D()(x)
+    half = conv_bn(x, 48)
+    x = layers.MaxPooling2D()(half)
+    x = conv_bn(x, 96)
+    shared = conv_bn(x, 96)
+    box = _box_head(shared, half)
+    y = layers.Dropout(0.2)(_label_features(inputs, shared, box, label_pooling))
+    label = layers.Dense(num_classes, activation="softmax", name="label", dtype="float32")(y)
     return keras.Model(inputs=inputs, outputs={"label": label, "box": box}, name="default")
 
 
-PRESETS = {"seed": seed_model, "default": default_model}
+PRESETS = ("seed", "default", *BACKBONES)
 
 
 def build_model(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Model:
@@ -113,7 +96,11 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Mo
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(cfg.precision)  # layers take the policy when they are created
     try:
-        return PRESETS[cfg.preset](num_classes, image_size)
+        if cfg.preset == "seed":
+            return seed_model(num_classes, image_size)
+        if cfg.preset == "default":
+            return default_model(num_classes, image_size, cfg.label_pooling)
+        return pretrained_model(cfg.preset, num_classes, image_size, cfg.weights)
     finally:
         keras.config.set_dtype_policy(previous)
 

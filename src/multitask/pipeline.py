@@ -1,4 +1,4 @@
-"""tf.data: a preprocessed snapshot on disk, then shuffle, box-aware augmentation, batch, prefetch.
+"""tf.data: a preprocessed snapshot on disk, then shuffle, batch, box-aware augmentation, prefetch.
 
 The snapshot holds decoded uint8 images already at the model's size, so training never
 decodes PNGs or resizes; normalisation to [0, 1] floats happens on the fly.
@@ -11,10 +11,12 @@ from pathlib import Path
 import tensorflow as tf
 
 from multitask.atomic import replace_dir
+from multitask.augment import Augmentation, augment_batch
 from multitask.config import DataConfig
 from multitask.datasets import catalog
 from multitask.fingerprint import hash_tree
 from multitask.records import DatasetRef, SnapshotRef
+from multitask.sizing import suggest_image_size
 
 SPLITS = ("train", "validation", "test")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -75,34 +77,23 @@ def _count(ds: tf.data.Dataset) -> tuple[int, int]:
 
 
 def build_snapshot(dataset: DatasetRef, data: DataConfig, out_dir: Path) -> SnapshotRef:
-    """Decode, filter and resize every split once and save it with `tf.data.Dataset.save`."""
+    """Decode, filter and resize every split once and save it with `tf.data.Dataset.save`.
+
+    Without a configured `data.image_size`, the side follows the objects' sizes (`sizing`).
+    """
+    size = data.image_size or suggest_image_size(dataset, data.multi_object, data.resize)
     kept, dropped = {}, {}
     with replace_dir(out_dir) as tmp:
         for split in SPLITS:
             total, kept[split] = _count(catalog.examples(dataset, split, data.multi_object, images=False))
             dropped[split] = total - kept[split]
             ds = catalog.examples(dataset, split, data.multi_object).filter(lambda ex: ex["keep"])
-            ds = ds.map(lambda ex: resize_example(ex, data.image_size, data.resize), num_parallel_calls=AUTOTUNE)
+            ds = ds.map(lambda ex: resize_example(ex, size, data.resize), num_parallel_calls=AUTOTUNE)
             ds.save(str(tmp / split))
     return SnapshotRef(
         path=str(out_dir), class_names=dataset.class_names, splits=kept, dropped=dropped,
-        image_size=data.image_size, resize=data.resize, fingerprint=hash_tree(out_dir),
+        image_size=size, resize=data.resize, fingerprint=hash_tree(out_dir),
     )
-
-
-def flip_box(box: tf.Tensor) -> tf.Tensor:
-    """Mirror [ymin, xmin, ymax, xmax] left-right: x becomes 1 - x and min/max swap."""
-    ymin, xmin, ymax, xmax = tf.unstack(box, axis=-1)
-    return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
-
-
-def _random_flip(example: dict, coin: tf.Tensor) -> dict:
-    flip = tf.equal(coin % 2, 0)
-    return {
-        **example,
-        "image": tf.cond(flip, lambda: tf.reverse(example["image"], axis=[1]), lambda: example["image"]),
-        "box": tf.cond(flip, lambda: flip_box(example["box"]), lambda: example["box"]),
-    }
 
 
 def normalise(image: tf.Tensor) -> tf.Tensor:
@@ -112,6 +103,14 @@ def normalise(image: tf.Tensor) -> tf.Tensor:
 
 def _to_keras(example: dict) -> tuple[tf.Tensor, dict]:
     return normalise(example["image"]), {"label": example["label"], "box": example["box"]}
+
+
+def _augmented(augmentation: Augmentation):
+    def apply(batch: tuple[tf.Tensor, dict], seed: tf.Tensor) -> tuple[tf.Tensor, dict]:
+        images, targets = batch
+        images, boxes = augment_batch(images, targets["box"], seed, augmentation)
+        return images, {"label": targets["label"], "box": boxes}
+    return apply
 
 
 def load_split(snapshot: SnapshotRef, split: str) -> tf.data.Dataset:
@@ -124,18 +123,18 @@ def make_dataset(
     batch_size: int,
     *,
     shuffle_buffer: int = 0,
-    augment_flip: bool = False,
+    augmentation: Augmentation | None = None,
     seed: int = 0,
 ) -> tf.data.Dataset:
-    """Batches of `(image, {"label", "box"})` for Keras; shuffled and flipped only when asked.
+    """Batches of `(image, {"label", "box"})` for Keras; shuffled and augmented only when asked.
 
-    Shuffle order and flips are drawn from `seed`, so two runs see the same batches.
+    Shuffle order and augmentations are drawn from `seed`, so two runs see the same batches.
     """
     ds = load_split(snapshot, split)
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if augment_flip:
-        coins = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, coins).map(_random_flip, num_parallel_calls=AUTOTUNE)
-    ds = ds.map(_to_keras, num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size).prefetch(AUTOTUNE)
+    ds = ds.map(_to_keras, num_parallel_calls=AUTOTUNE).batch(batch_size)
+    if augmentation is not None and augmentation.active:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(_augmented(augmentation), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)

@@ -87,8 +87,9 @@ class TrainedModelRef(Record):
     run_dir: str
     model_path: str
     history_path: str
-    epochs: int
+    epochs: int  # epochs run
     best_epoch: int
+    stop_reason: str = "max_epochs"  # "max_epochs" | "plateau" | "time_budget"
     train_seconds: float
     images_per_second: float
 
@@ -101,13 +102,16 @@ class EvalReport(Record):
     """Test-split metrics and the files that show them."""
 
     metrics: dict[str, float]
+    per_class_accuracy: dict[str, float | None] = {}  # None: no test image of that class
     metrics_path: str
     curves_path: str | None  # None for a model without training history
     predictions_path: str
+    confusion_path: str | None = None
 
     @property
     def files(self) -> list[Path]:
-        return [Path(p) for p in (self.metrics_path, self.curves_path, self.predictions_path) if p]
+        paths = (self.metrics_path, self.curves_path, self.predictions_path, self.confusion_path)
+        return [Path(p) for p in paths if p]
 
     def is_intact(self) -> bool:
         return all(f.is_file() for f in self.files) and hash_file(Path(self.metrics_path)) == self.fingerprint

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import fcntl
 import logging
 import os
@@ -26,6 +25,7 @@ from multitask.errors import UserError
 from multitask.model import load
 from multitask.fingerprint import digest, library_fingerprint, of_value
 from multitask.records import DatasetRef, EvalReport, ModelVersion, TrainedModelRef
+from multitask.train import read_history
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 _TRAIN_FINGERPRINT_TAG = "multitask.train_fingerprint"
@@ -124,8 +124,9 @@ def register(
     if existing is not None:  # registered before, maybe by an attempt that died before the aliases
         _ensure_aliases(c, name, existing.version, first_is_champion)
         return _record(c, name, existing.version, existing.run_id)
-    history = json.loads(Path(trained.history_path).read_text())
+    history = read_history(trained.history_path)
     model = load(trained.model_path)
+    preprocessing = {**preprocessing, "image_size": int(model.input_shape[1])}
     with mlflow.start_run(experiment_id=_experiment_id(c, name)) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in _flatten(config.model_dump()).items()})
         for row in history:

@@ -1,4 +1,10 @@
-"""train(): fit a saved model on a snapshot, resumable, and save the best model and history."""
+"""train(): fit a saved model on a snapshot, resumable, and save the best model and history.
+
+How long training runs adapts to the data: `train.epochs` is the most epochs, and training
+stops earlier when the validation score (label accuracy + box mean IoU, both heads) has not
+improved for `train.early_stopping_patience` epochs, or when `train.max_minutes` would be
+exceeded by another epoch. The best epoch on that score is the model kept.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +17,29 @@ import keras
 import tensorflow as tf
 
 from multitask import atomic
+from multitask.augment import Augmentation
+from multitask.backbones import BACKBONE_LAYER, BACKBONES
 from multitask.config import TrainConfig
 from multitask.model import compile_model, load
 from multitask.pipeline import make_dataset
 from multitask.records import ModelRef, SnapshotRef, TrainedModelRef, hash_files
 from multitask.weighting import TaskWeightLog
 
+SCORE = "val_score"  # validation label accuracy + box mean IoU: the one number both heads move
+MAX_EPOCHS, PLATEAU, TIME_BUDGET = "max_epochs", "plateau", "time_budget"  # why training stopped
+
+
+class ValidationScore(keras.callbacks.Callback):
+    """Adds `val_score` to each epoch's logs, for checkpointing, stopping and the schedule."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and "val_label_accuracy" in logs:
+            logs[SCORE] = float(logs["val_label_accuracy"]) + float(logs["val_box_mean_iou"])
+
 
 class EpochLog(keras.callbacks.Callback):
-    """Keeps every epoch's logs and train-only seconds in a JSON file, rewritten atomically.
-
-    Survives a resume: epochs are keyed by number, so an epoch run twice is logged once.
+    """Keeps every epoch's logs, train-only and whole-epoch seconds in a JSON file, rewritten
+    atomically. Survives a resume: epochs are keyed by number, so an epoch run twice is logged once.
     """
 
     def __init__(self, path: Path):
@@ -38,14 +56,44 @@ class EpochLog(keras.callbacks.Callback):
             self._train_seconds = time.perf_counter() - self._started
 
     def on_epoch_end(self, epoch, logs=None):
-        seconds = self._train_seconds or (time.perf_counter() - self._started)
+        seconds = time.perf_counter() - self._started
         self.epochs[str(epoch + 1)] = {**{k: float(v) for k, v in (logs or {}).items()},
-                                       "train_seconds": seconds}
+                                       "train_seconds": self._train_seconds or seconds, "epoch_seconds": seconds}
         atomic.write_json(self.path, self.epochs)
 
-    def best_val_loss(self) -> float | None:
-        losses = [e["val_loss"] for e in self.epochs.values() if "val_loss" in e]
-        return min(losses) if losses else None
+    def best_epoch(self) -> int | None:
+        scored = {int(k): e[SCORE] for k, e in self.epochs.items() if SCORE in e}
+        return max(scored, key=lambda k: (scored[k], -k)) if scored else None
+
+    def best_score(self) -> float | None:
+        best = self.best_epoch()
+        return None if best is None else self.epochs[str(best)][SCORE]
+
+    def seconds(self) -> float:
+        return sum(e.get("epoch_seconds", e["train_seconds"]) for e in self.epochs.values())
+
+
+class Budget(keras.callbacks.Callback):
+    """Stops on a plateau of the validation score or before the time budget runs out.
+
+    Reads the epoch log, which survives a resume, so a resumed run counts the epochs and
+    minutes of the attempt that died. `reason` says why training stopped.
+    """
+
+    def __init__(self, log: EpochLog, patience: int | None, max_minutes: float | None):
+        super().__init__()
+        self.log, self.patience, self.max_minutes = log, patience, max_minutes
+        self.reason = MAX_EPOCHS
+
+    def on_epoch_end(self, epoch, logs=None):
+        best = self.log.best_epoch()
+        if self.patience and best is not None and epoch + 1 - best >= self.patience:
+            self.reason = PLATEAU
+        elif self.max_minutes is not None:
+            last = self.log.epochs[str(epoch + 1)]["epoch_seconds"]
+            if self.log.seconds() + last > self.max_minutes * 60:
+                self.reason = TIME_BUDGET
+        self.model.stop_training = self.reason != MAX_EPOCHS
 
 
 def strategy(kind: str) -> tf.distribute.Strategy:
@@ -58,58 +106,107 @@ def strategy(kind: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog) -> list[keras.callbacks.Callback]:
-    best = log.best_val_loss()
-    # First, so that the epoch log and TensorBoard see the learned task weights.
+def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog, budget: Budget,
+               backup: str = "backup") -> list[keras.callbacks.Callback]:
+    best = log.best_score()
+    # First, so that the epoch log and TensorBoard see the learned task weights and the score.
     callbacks = [TaskWeightLog()] if cfg.weighting != "fixed" else []
     callbacks += [
+        ValidationScore(),
         log,
         keras.callbacks.TerminateOnNaN(raise_error=True),
         keras.callbacks.ModelCheckpoint(
-            run_dir / "best.keras", monitor="val_loss", save_best_only=True,
+            run_dir / "best.keras", monitor=SCORE, mode="max", save_best_only=True,
             # after a resume, only an epoch better than the ones already run may replace it
-            initial_value_threshold=best if best is not None else None,
+            initial_value_threshold=best,
         ),
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")),
     ]
-    if cfg.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.early_stopping_patience))
+    if cfg.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=SCORE, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+            min_lr=cfg.learning_rate * 1e-3, verbose=0))
+    callbacks.append(budget)
     # Last, so an epoch counts as done only after the other callbacks have seen it.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / backup)))
     return callbacks
 
 
-def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir: Path) -> TrainedModelRef:
-    """Fit for `cfg.epochs`, resuming from `run_dir/backup` when a previous attempt died.
+def read_history(path: Path | str) -> list[dict[str, float]]:
+    """The per-epoch rows of a `history.json` (also accepts the older plain list)."""
+    history = json.loads(Path(path).read_text())
+    return history["epochs"] if isinstance(history, dict) else history
 
-    Writes `model.keras` (the best epoch on validation loss) and `history.json` last, so a
-    run folder without them is never taken as finished.
+
+FROZEN = "frozen.keras"  # the model after the frozen-backbone phase
+_PROGRESS = ("backup", "backup-frozen", FROZEN)  # what an unfinished run leaves in its folder
+
+
+def _backbone(model: keras.Model) -> keras.Layer | None:
+    return next((layer for layer in model.layers if layer.name == BACKBONE_LAYER), None)
+
+
+def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir: Path) -> TrainedModelRef:
+    """Fit for at most `cfg.epochs`, resuming where a previous attempt in `run_dir` died.
+
+    A model with a pretrained backbone trains in two phases: `cfg.freeze_epochs` epochs of the
+    heads alone (backbone frozen), then all layers at `cfg.finetune_learning_rate_factor` times
+    the learning rate. Writes `model.keras` (the best epoch on the validation score) and
+    `history.json` (every epoch, how many ran, the best, and why training stopped) last, so
+    a run folder without them is never taken as finished.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / "epochs.json"
-    if not (run_dir / "backup").exists():  # a fresh start: forget epochs of a finished run
-        log_path.unlink(missing_ok=True)
-        (run_dir / "best.keras").unlink(missing_ok=True)
+    if not any((run_dir / name).exists() for name in _PROGRESS):  # a fresh start: forget a finished run
+        for name in ("epochs.json", "best.keras"):
+            (run_dir / name).unlink(missing_ok=True)
     keras.utils.set_random_seed(cfg.seed)
-    with strategy(cfg.distribute).scope():
-        steps_per_epoch = math.ceil(snapshot.splits["train"] / cfg.batch_size)
-        model = compile_model(load(model_ref.path, compile=False), cfg, steps_per_epoch)
     train_ds = make_dataset(snapshot, "train", cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
-                            augment_flip=cfg.augment_flip, seed=cfg.seed)
+                            augmentation=Augmentation.from_config(cfg), seed=cfg.seed)
     val_ds = make_dataset(snapshot, "validation", cfg.batch_size)
-    log = EpochLog(log_path)
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=2, shuffle=False,
-              callbacks=_callbacks(cfg, run_dir, log))
+    log = EpochLog(run_dir / "epochs.json")
+    budget = Budget(log, cfg.early_stopping_patience, cfg.max_minutes)
+    steps_per_epoch = math.ceil(snapshot.splits["train"] / cfg.batch_size)
 
+    def fit(model_path: Path | str, phase: TrainConfig, first: int, last: int, backup: str,
+            train_backbone: bool = True) -> keras.Model:
+        with strategy(cfg.distribute).scope():
+            model = load(model_path, compile=False)
+            if (net := _backbone(model)) is not None:
+                net.trainable = train_backbone
+            model = compile_model(model, phase, steps_per_epoch)
+        model.fit(train_ds, validation_data=val_ds, initial_epoch=first, epochs=last, verbose=2, shuffle=False,
+                  callbacks=_callbacks(cfg, run_dir, log, budget, backup))
+        return model
+
+    freeze = min(cfg.freeze_epochs, cfg.epochs - 1) if model_ref.preset in BACKBONES else 0
+    if not freeze:
+        fit(model_ref.path, cfg, 0, cfg.epochs, "backup")
+        return _finish(run_dir, log, budget.reason, snapshot.splits["train"])
+    if not (run_dir / FROZEN).exists():
+        heads_only = cfg.model_copy(update={"epochs": freeze})
+        fit(model_ref.path, heads_only, 0, freeze, "backup-frozen", train_backbone=False).save(
+            run_dir / ".frozen.tmp.keras")
+        (run_dir / ".frozen.tmp.keras").replace(run_dir / FROZEN)
+    if budget.reason == MAX_EPOCHS:
+        rate = cfg.learning_rate * cfg.finetune_learning_rate_factor
+        fine_tune = cfg.model_copy(update={"learning_rate": rate, "epochs": cfg.epochs - freeze})
+        fit(run_dir / FROZEN, fine_tune, freeze, cfg.epochs, "backup")
+    return _finish(run_dir, log, budget.reason, snapshot.splits["train"])
+
+
+def _finish(run_dir: Path, log: EpochLog, reason: str, train_examples: int) -> TrainedModelRef:
+    (run_dir / FROZEN).unlink(missing_ok=True)
     epochs = {int(k): v for k, v in log.epochs.items()}
-    best_epoch = min(epochs, key=lambda e: epochs[e]["val_loss"])
+    best_epoch = log.best_epoch() or max(epochs)
     model_path = atomic.write_bytes(run_dir / "model.keras", (run_dir / "best.keras").read_bytes())
-    history_path = atomic.write_json(run_dir / "history.json", [{"epoch": e, **epochs[e]} for e in sorted(epochs)])
+    history_path = atomic.write_json(run_dir / "history.json", {
+        "epochs_run": len(epochs), "best_epoch": best_epoch, "stop_reason": reason,
+        "epochs": [{"epoch": e, **epochs[e]} for e in sorted(epochs)],
+    })
     train_seconds = sum(e["train_seconds"] for e in epochs.values())
-    images = snapshot.splits["train"] * len(epochs)
     return TrainedModelRef(
         run_dir=str(run_dir), model_path=str(model_path), history_path=str(history_path),
-        epochs=len(epochs), best_epoch=best_epoch, train_seconds=round(train_seconds, 3),
-        images_per_second=round(images / max(train_seconds, 1e-9), 1),
+        epochs=len(epochs), best_epoch=best_epoch, stop_reason=reason, train_seconds=round(train_seconds, 3),
+        images_per_second=round(train_examples * len(epochs) / max(train_seconds, 1e-9), 1),
         fingerprint=hash_files([model_path, history_path]),
     )

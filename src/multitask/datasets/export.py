@@ -1,12 +1,14 @@
-"""Write generated shapes as a folder dataset (PNG files + CSV or COCO).
+"""Write generated images as a folder dataset (PNG or JPEG files + CSV or COCO).
 
-Two styles:
+Three styles:
 - `rescaled` (the default): `shapes` images resized to random non-square sizes and PIL modes,
   for testing the folder reader (`python -m multitask.datasets.export PATH --count 3000`);
 - `cluttered`: a harder benchmark, each shape drawn natively on a square canvas of 64-128 px
   with a radius of 12.5% to 38% of the side, over a gradient background with 10-25 distractor
   strokes and blobs, and 0-2 thin strokes across the object itself
-  (`python -m multitask.datasets.export PATH --count 3000 --style cluttered`).
+  (`python -m multitask.datasets.export PATH --count 3000 --style cluttered`);
+- `photo`: glyphs (letters and digits) on crops of real photographs, 72-160 px per side with
+  varied aspect ratios, as JPEG (`multitask.datasets.glyphs`; needs scikit-image).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from multitask.atomic import write_bytes
+from multitask.datasets import glyphs
 from multitask.datasets.shapes import CLASS_NAMES, MAX_ROTATION, contrasting_colour, draw_shape, make_example
 
 _MODES = ("RGB", "L", "RGBA", "P")
@@ -80,25 +85,37 @@ def _cluttered(rng: np.random.Generator) -> tuple[Image.Image, int, list[float]]
     return canvas, label, [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]
 
 
-STYLES = {"rescaled": _rescaled, "cluttered": _cluttered}
+@dataclass(frozen=True)
+class Style:
+    make: Callable[[np.random.Generator], tuple[Image.Image, int, list[float]]]
+    class_names: tuple[str, ...]
+    suffix: str  # the image format, by file name
+
+
+STYLES = {
+    "rescaled": Style(_rescaled, CLASS_NAMES, ".png"),
+    "cluttered": Style(_cluttered, CLASS_NAMES, ".png"),
+    "photo": Style(glyphs.make_example, glyphs.CLASS_NAMES, ".jpg"),
+}
 
 
 def write_folder(root: Path, count: int, fmt: str = "csv", seed: int = 0, style: str = "rescaled") -> Path:
     """`count` images in `root/images/` plus `annotations.csv` (pixels) or COCO `annotations.json`."""
     (root / "images").mkdir(parents=True, exist_ok=True)
+    chosen = STYLES[style]
     rows, coco_images, coco_annotations = [], [], []
     for index in range(count):
         rng = np.random.default_rng([seed, index])
-        picture, label, pixels = STYLES[style](rng)
-        filename = f"images/{index:06d}.png"
-        picture.save(root / filename)
-        rows.append([filename, CLASS_NAMES[label], *(round(v, 2) for v in pixels)])
+        picture, label, pixels = chosen.make(rng)
+        filename = f"images/{index:06d}{chosen.suffix}"
+        picture.save(root / filename, **({"quality": int(rng.integers(70, 96))} if chosen.suffix == ".jpg" else {}))
+        rows.append([filename, chosen.class_names[label], *(round(v, 2) for v in pixels)])
         coco_images.append({"id": index, "file_name": filename, "width": picture.width, "height": picture.height})
         x0, y0, x1, y1 = pixels
         coco_annotations.append({"id": index, "image_id": index, "category_id": label + 1,
                                  "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)]})
     if fmt == "coco":
-        categories = [{"id": i + 1, "name": name} for i, name in enumerate(CLASS_NAMES)]
+        categories = [{"id": i + 1, "name": name} for i, name in enumerate(chosen.class_names)]
         document = {"images": coco_images, "annotations": coco_annotations, "categories": categories}
         write_bytes(root / "annotations.json", json.dumps(document).encode())
     else:

@@ -1,0 +1,115 @@
+"""The heads' building blocks: a conv block, the soft-argmax box layer, and the layer that lets
+the label head look inside the predicted box.
+
+The layers are registered with Keras, so models holding them load in safe mode.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+# Keras' default 0.99 let the moving statistics lag far behind the weights on photo data:
+# the same model scored 0.16 accuracy in inference mode and 0.36 with batch statistics.
+BN_MOMENTUM = 0.9
+# An untrained box head answers about [0.12, 0.12, 0.88, 0.88] (see `SoftArgmaxBox`).
+BOX_PRIOR = 8.0
+
+
+def conv_bn(x, filters: int, kernel: int = 3):
+    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
+    return layers.ReLU()(x)
+
+
+@keras.saving.register_keras_serializable(package="multitask")
+class SoftArgmaxBox(layers.Layer):
+    """Four score maps (ymin, xmin, ymax, xmax) -> a box, each edge as an expected position.
+
+    The y maps are averaged over columns and the x maps over rows, giving one profile per
+    edge; a softmax over each profile weights the pixel-edge positions. Coordinates stay in
+    [0, 1] and keep sub-pixel precision, which dense heads on flattened features lose.
+
+    `ordered` returns each pair of edges sorted, so a box can never be inverted; `prior`
+    adds `-prior * position` to the start edges' logits and `+prior * position` to the end
+    edges', so an untrained head answers a box over most of the image, which overlaps any
+    object. Without both, a head could start as a tiny box at the centre and be pushed by
+    1 - GIoU into an inverted box, where IoU and GIoU have no gradient: it stayed at mean IoU
+    0 on glyphs over photographs. Both default to off, the behaviour of models saved before.
+    """
+
+    def __init__(self, ordered: bool = False, prior: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.ordered = ordered
+        self.prior = prior
+
+    def call(self, maps):
+        maps = ops.cast(maps, "float32")
+        height, width = maps.shape[1], maps.shape[2]
+        rows = ops.mean(maps, axis=2)  # (batch, height, 4): profiles along y
+        cols = ops.mean(maps, axis=1)  # (batch, width, 4): profiles along x
+        y_edges = ops.arange(height, dtype="float32") / height
+        x_edges = ops.arange(width, dtype="float32") / width
+
+        def expected(profile, edges, sign):
+            logits = profile + sign * self.prior * edges
+            return ops.sum(ops.softmax(logits, axis=1) * edges, axis=1)
+
+        ymin = expected(rows[..., 0], y_edges, -1.0)
+        xmin = expected(cols[..., 1], x_edges, -1.0)
+        ymax = expected(rows[..., 2], y_edges + 1.0 / height, 1.0)
+        xmax = expected(cols[..., 3], x_edges + 1.0 / width, 1.0)
+        if self.ordered:
+            ymin, ymax = ops.minimum(ymin, ymax), ops.maximum(ymin, ymax)
+            xmin, xmax = ops.minimum(xmin, xmax), ops.maximum(xmin, xmax)
+        return ops.stack([ymin, xmin, ymax, xmax], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 4)
+
+    def get_config(self):
+        return {**super().get_config(), "ordered": self.ordered, "prior": self.prior}
+
+
+@keras.saving.register_keras_serializable(package="multitask")
+class BoxAlign(layers.Layer):
+    """The feature map inside a box, resampled to a `size` x `size` grid (RoIAlign).
+
+    Inputs `(features, boxes)`: a (batch, H, W, C) map and (batch, 4) [ymin, xmin, ymax, xmax]
+    boxes in [0, 1]. Each output cell averages the map around its sample point with a tent
+    as wide as the cell (at least one map cell), done as two small interpolation matrices per
+    image (rows, columns) and one einsum: no gather, so it exports and runs anywhere. The
+    boxes get no gradient from here: the label head reads where the box head points, it does
+    not move the box.
+    """
+
+    def __init__(self, size: int = 4, margin: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+        self.margin = margin  # widen the box by this share of its size on each side
+
+    def _weights(self, low, high, cells: int):
+        """(batch, size, cells): how much each map cell contributes to each sample along one axis."""
+        steps = (ops.arange(self.size, dtype="float32") + 0.5) / self.size
+        points = (low[:, None] + steps[None, :] * (high - low)[:, None]) * cells
+        centres = ops.arange(cells, dtype="float32") + 0.5
+        width = ops.maximum((high - low) * cells / self.size, 1.0)[:, None, None]
+        tent = ops.maximum(0.0, 1.0 - ops.abs(points[:, :, None] - centres[None, None, :]) / width)
+        return tent / (ops.sum(tent, axis=-1, keepdims=True) + 1e-6)
+
+    def call(self, inputs):
+        features, boxes = inputs
+        boxes = ops.stop_gradient(ops.cast(boxes, "float32"))
+        if self.margin:
+            extent = ops.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=-1)
+            boxes = boxes + self.margin * extent * ops.convert_to_tensor([-1.0, -1.0, 1.0, 1.0])
+        rows = ops.cast(self._weights(boxes[:, 0], boxes[:, 2], features.shape[1]), features.dtype)
+        cols = ops.cast(self._weights(boxes[:, 1], boxes[:, 3], features.shape[2]), features.dtype)
+        return ops.einsum("bih,bhwc,bjw->bijc", rows, features, cols)
+
+    def compute_output_shape(self, input_shape):
+        features_shape = input_shape[0]
+        return (features_shape[0], self.size, self.size, features_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "margin": self.margin}

@@ -1,0 +1,84 @@
+"""Figures of an evaluation: training curves, a grid of test predictions, the confusion matrix.
+
+matplotlib's `Figure`, not pyplot: no GUI backend, safe in worker threads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from multitask import atomic
+from multitask.pipeline import load_split, normalise
+from multitask.records import SnapshotRef
+
+_NAMED_TICKS = 30  # more classes than this: the confusion matrix shows no tick labels
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> Path:
+    """Loss, accuracy and mean IoU per epoch, training and validation."""
+    epochs = [row["epoch"] for row in history]
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
+    for ax, key, title in zip(axes, ("loss", "label_accuracy", "box_mean_iou"),
+                              ("total loss", "label accuracy", "box mean IoU")):
+        for prefix, style in (("", "-o"), ("val_", "--o")):
+            values = [row.get(prefix + key, np.nan) for row in history]
+            ax.plot(epochs, values, style, label=(prefix or "train_").rstrip("_"), markersize=3)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return atomic.write_png(path, fig)
+
+
+def _draw_box(ax, box, size: int, colour: str) -> None:
+    ymin, xmin, ymax, xmax = np.asarray(box) * size
+    ax.add_patch(Rectangle((xmin - 0.5, ymin - 0.5), xmax - xmin, ymax - ymin,
+                               fill=False, edgecolor=colour, linewidth=1.5))
+
+
+def plot_predictions(model, snapshot: SnapshotRef, grid: int, path: Path) -> Path:
+    """A grid of test images: true box green, predicted box orange; title 'true / predicted'."""
+    examples = list(load_split(snapshot, "test").take(grid * grid).as_numpy_iterator())
+    images = np.stack([e["image"] for e in examples])
+    predicted = model.predict(normalise(images), verbose=0)
+    names = snapshot.class_names
+    fig = Figure(figsize=(2.2 * grid, 2.4 * grid))
+    axes = fig.subplots(grid, grid, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (ax, example) in enumerate(zip(axes.flat, examples)):
+        label = int(np.argmax(predicted["label"][i]))
+        ax.imshow(example["image"])
+        _draw_box(ax, example["box"], snapshot.image_size, "lime")
+        _draw_box(ax, predicted["box"][i], snapshot.image_size, "orange")
+        colour = "black" if label == example["label"] else "red"
+        ax.set_title(f"{names[example['label']]} / {names[label]} {predicted['label'][i][label]:.2f}",
+                     fontsize=8, color=colour)
+    return atomic.write_png(path, fig)
+
+
+def plot_confusion(counts: np.ndarray, class_names: list[str], path: Path) -> Path:
+    """Rows: true class; columns: predicted; each row as shares of that class's images."""
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape, dtype=float), where=totals > 0)
+    side = min(3 + 0.35 * len(class_names), 14)
+    fig = Figure(figsize=(side, side))
+    ax = fig.subplots()
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion matrix ({int(counts.sum())} test images)")
+    if len(class_names) <= _NAMED_TICKS:
+        ticks = range(len(class_names))
+        ax.set_xticks(ticks, class_names, rotation=90, fontsize=8)
+        ax.set_yticks(ticks, class_names, fontsize=8)
+        for (i, j), n in np.ndenumerate(counts):
+            if n:
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
+                        color="white" if shares[i, j] > 0.5 else "black")
+    return atomic.write_png(path, fig)

@@ -1,0 +1,88 @@
+"""How long training runs: a box head that always starts, a plateau, a time budget."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from multitask import train as train_module
+from multitask.config import ModelConfig, load_config
+from multitask.datasets import catalog
+from multitask.datasets.export import write_folder
+from multitask.fingerprint import hash_file
+from multitask.heads import SoftArgmaxBox
+from multitask.model import build_model
+from multitask.pipeline import build_snapshot
+from multitask.records import ModelRef
+from multitask.train import read_history
+from test_train import inputs  # noqa: F401  (a tiny snapshot and initial model)
+
+
+def test_an_untrained_box_head_covers_the_image():
+    """A start overlapping any object: the old head started as a 3%-wide box at the centre."""
+    model = build_model(ModelConfig(), 10, 64)
+    boxes = model(np.random.default_rng(0).random((8, 64, 64, 3), dtype=np.float32))["box"].numpy()
+    assert (boxes[:, :2] < 0.15).all() and (boxes[:, 2:] > 0.85).all()
+
+
+def test_a_box_is_never_inverted_whatever_the_score_maps():
+    maps = keras.random.normal((16, 8, 8, 4), stddev=20.0, seed=1)  # edges scattered anywhere
+    boxes = SoftArgmaxBox(ordered=True, prior=8.0)(maps).numpy()
+    assert (boxes[:, 2] >= boxes[:, 0]).all() and (boxes[:, 3] >= boxes[:, 1]).all()
+    loose = SoftArgmaxBox()(maps).numpy()  # as saved models before the fix: unchanged behaviour
+    assert ((loose[:, 2] < loose[:, 0]) | (loose[:, 3] < loose[:, 1])).any()
+
+
+def test_the_box_head_starts_on_glyphs_over_photographs(tmp_path, monkeypatch):
+    """On this data the old head was pushed into inverted boxes and stayed at mean IoU 0."""
+    monkeypatch.setenv("MULTITASK_HOME", str(tmp_path / "ws"))
+    folder = write_folder(tmp_path / "photo", 120, style="photo")
+    cfg = tiny_config(f'data.dataset="folder:{folder}"', "train.epochs=3", "train.batch_size=8")
+    snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, tmp_path / "snapshot")
+    initial = build_model(cfg.model, 10, cfg.data.image_size)
+    initial.save(tmp_path / "initial.keras")
+    ref = ModelRef(path=str(tmp_path / "initial.keras"), preset="default", params=initial.count_params(),
+                   fingerprint=hash_file(tmp_path / "initial.keras"))
+    trained = train_module.train(ref, snapshot, cfg.train, tmp_path / "run")
+    ious = [row["box_mean_iou"] for row in read_history(trained.history_path)]
+    assert min(ious) > 0.05 and ious[-1] > ious[0]
+
+
+def test_a_plateau_stops_training_and_keeps_the_best_epoch(inputs, tmp_path, monkeypatch):  # noqa: F811
+    model_ref, snapshot, cfg = inputs
+
+    def worse_every_epoch(self, epoch, logs=None):  # a validation score that only falls
+        logs[train_module.SCORE] = -float(epoch)
+
+    monkeypatch.setattr(train_module.ValidationScore, "on_epoch_end", worse_every_epoch)
+    patient = cfg.train.model_copy(update={"epochs": 10, "early_stopping_patience": 2})
+    trained = train_module.train(model_ref, snapshot, patient, tmp_path)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert (trained.epochs, trained.best_epoch, trained.stop_reason) == (3, 1, "plateau")
+    assert (history["epochs_run"], history["best_epoch"], history["stop_reason"]) == (3, 1, "plateau")
+    assert [row["epoch"] for row in history["epochs"]] == [1, 2, 3]
+
+
+def test_the_time_budget_stops_before_another_epoch(inputs, tmp_path):  # noqa: F811
+    model_ref, snapshot, cfg = inputs
+    budget = cfg.train.model_copy(update={"epochs": 10, "max_minutes": 0.001})
+    trained = train_module.train(model_ref, snapshot, budget, tmp_path)
+    assert (trained.epochs, trained.stop_reason) == (1, "time_budget")
+
+
+def test_the_seed_preset_stays_the_starting_point():
+    seed = load_config("seed").train
+    assert (seed.epochs, seed.early_stopping_patience, seed.max_minutes, seed.lr_schedule) == (10, None, None,
+                                                                                               "constant")
+    assert not (seed.augment_flip or seed.augment_scale or seed.augment_shift or seed.augment_colour)
+    assert load_config("seed").model.preset == "seed"
+
+
+@pytest.mark.parametrize("preset", ["mobilenet_v3_small", "efficientnet_v2_b0"])
+def test_pretrained_presets_see_224_pixels_unless_told(preset):
+    assert load_config(sets=[f'model.preset="{preset}"']).data.image_size == 224
+    assert load_config(sets=[f'model.preset="{preset}"', "data.image_size=96"]).data.image_size == 96
+    assert load_config().data.image_size is None  # the default preset: from the objects (multitask.sizing)
+    assert load_config("seed").data.image_size == 64
