@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install train test bench clean
+.PHONY: install train lint test test-fast bench quality clean
 
 install: $(STAMP)
 
@@ -20,13 +20,27 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/multitask train $(ARGS)
 
-## The whole test suite (fast: tiny datasets, Prefect under its test harness)
+## Style, types and layers: ruff, mypy on the library, import-linter contracts (pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check src cli tasks flows tests bench deployments
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## The whole test suite (tiny datasets, Prefect under its test harness)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The unit tier: no training, no flow run (under a minute)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 ## Benchmarks P0-P5 (about 10 minutes on 2 cores): bench/results/*.json and docs/benchmarks.md
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## The default recipe on shapes, the cluttered set and glyphs on photographs (long): docs/quality.md
+quality: $(STAMP)
+	$(BIN)/python bench/quality.py --seeds 3 --doc
 
 clean:
 	rm -rf $(VENV) .multitask .pytest_cache

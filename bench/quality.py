@@ -56,7 +56,7 @@ def train_once(spec: str, seed: int, sets: list[str], workdir: Path) -> dict:
     args = ["--dataset", spec, "--json", "--set", f"model.seed={seed}", "--set", f"train.seed={seed}",
             *(a for item in sets for a in ("--set", item))]
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "multitask.cli", "train", *args], cwd=workdir, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "cli", "train", *args], cwd=workdir, capture_output=True,
                          text=True, env={**os.environ, "MULTITASK_HOME": str(home)})
     if out.returncode != 0:
         raise RuntimeError(f"multitask train failed on {spec}: {out.stderr[-2000:]}")

@@ -1,29 +1,44 @@
 """Serve the flows without a work pool: `python deployments/serve.py` (Ctrl-C stops).
 
-The same three deployments as `prefect.yaml`, run by this one long-lived process; useful on a
-single machine where a worker and a work pool are more than needed.
+The deployments of `prefect.yaml` (the one place they are defined: names, entrypoints,
+parameters, schedules), run by this one long-lived process; useful on a single machine where
+a worker and a work pool are more than needed.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
 from prefect import serve
 from prefect.schedules import Cron
 
-from flows.predict import predict_flow
-from flows.retrain import retrain_flow
-from flows.train import train_flow
+ROOT = Path(__file__).resolve().parents[1]
+PREFECT_YAML = Path(__file__).with_name("prefect.yaml")
 
-NIGHTLY = Cron("0 2 * * *", timezone="UTC")
+
+def _flow(entrypoint: str) -> Any:
+    """`flows/train.py:train_flow` -> the flow object."""
+    path, name = entrypoint.split(":")
+    return getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), name)
 
 
 def deployments() -> list:
+    """One `RunnerDeployment` per deployment of prefect.yaml."""
+    spec = yaml.safe_load(PREFECT_YAML.read_text())
     return [
-        train_flow.to_deployment(name="train", tags=["multitask"]),
-        retrain_flow.to_deployment(name="retrain-nightly", schedule=NIGHTLY, tags=["multitask"]),
-        predict_flow.to_deployment(name="predict", tags=["multitask"],
-                                   parameters={"model": "multitask-shapes@champion", "images": "images"}),
+        _flow(d["entrypoint"]).to_deployment(
+            name=d["name"], description=d.get("description"), tags=d.get("tags"),
+            parameters=d.get("parameters") or {},
+            schedules=[Cron(s["cron"], timezone=s.get("timezone", "UTC")) for s in d.get("schedules") or []],
+        )
+        for d in spec["deployments"]
     ]
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
     serve(*deployments())

@@ -31,7 +31,7 @@ def compare_flow(config: RunConfig = RunConfig(), seeds: int = 3,  # noqa: B008 
     steps = Steps()
     dataset, snapshot = steps.data(config)
     runs = [(variant, seed) for seed in range(seeds) for variant in variants]
-    initial = {seed: steps.run(build_model, model=compare.model_config(config, seed),
+    initial = {seed: steps.run(build_model, label=f"seed{seed}", model=compare.model_config(config, seed),
                                num_classes=dataset.num_classes, image_size=snapshot.image_size)
                for seed in range(seeds)}
     labels = [f"{variant}/seed{seed}" for variant, seed in runs]

@@ -7,12 +7,13 @@ from typing import Any
 from prefect import flow
 
 from flows.steps import Steps
-from flows.train import SUMMARY_METRICS
 from multitask import workspace
 from multitask.config import RunConfig
 from multitask.gate import classes_differ
-from tasks.gate import apply_gate, champion_classes, current_champion, evaluate_champion, find_unchanged
+from multitask.records import SUMMARY_METRICS
+from tasks.gate import apply_gate, current_champion, find_unchanged
 from tasks.register import register_model
+from tasks.registered import evaluate_registered, model_preprocessing
 
 
 def _nothing_to_retrain(steps: Steps, name: str, version: str, reason: str) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def retrain_flow(config: RunConfig = RunConfig()) -> dict[str, Any]:
     """
     workspace.ensure()
     steps = Steps()
-    name = config.registry.model_name
+    name = config.model_name
     dataset, snapshot = steps.data(config)
     unchanged = steps.run(find_unchanged, cached=False, dataset=dataset, config=config)
     if unchanged is not None:
@@ -46,10 +47,10 @@ def retrain_flow(config: RunConfig = RunConfig()) -> dict[str, Any]:
                                    f"the trained model is version {champion.version}, the champion itself")
     difference, champion_report = None, None
     if champion is not None:
-        difference = classes_differ(steps.run(champion_classes, cached=False, champion=champion),
-                                    dataset.class_names)
-    if champion is not None and difference is None:
-        champion_report = steps.run(evaluate_champion, champion=champion, snapshot=snapshot,
+        champion_classes = steps.run(model_preprocessing, cached=False, version=champion).get("class_names", [])
+        difference = classes_differ(champion_classes, dataset.class_names)
+    if champion is not None and difference is None:  # the champion on the challenger's test split
+        champion_report = steps.run(evaluate_registered, version=champion, snapshot=snapshot,
                                     evaluate_config=config.evaluate)
     decision = steps.run(apply_gate, cached=False, challenger=challenger, challenger_report=report,
                          champion=champion, champion_report=champion_report, gate=config.gate,

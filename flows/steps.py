@@ -20,10 +20,12 @@ class Steps:
         self.states: dict[str, str] = {}
         self.logger = get_run_logger()
 
-    def run(self, step: Task, *, cached: bool = True, **params: Any) -> Any:
-        self.logger.info("step %s: started", step.name)
+    def run(self, step: Task, *, cached: bool = True, label: str = "", **params: Any) -> Any:
+        """Run `step`; its state is recorded as `step[label]` when one step runs more than once."""
+        name = f"{step.name}[{label}]" if label else step.name
+        self.logger.info("step %s: started", name)
         state = (in_workspace(step) if cached else step)(**params, return_state=True)
-        self.states[step.name] = state.name
+        self.states[name] = state.name
         return state.result()
 
     def map(self, step: Task, labels: list[str], **params: Any) -> list[Any]:

@@ -9,10 +9,8 @@ from prefect import flow
 from flows.steps import Steps
 from multitask import registry, workspace
 from multitask.config import RunConfig
-from multitask.records import TrainedModelRef
+from multitask.records import SUMMARY_METRICS, TrainedModelRef
 from tasks.register import register_model
-
-SUMMARY_METRICS = ("accuracy", "mean_iou", "iou50", "loss", "label_loss", "box_loss")
 
 
 def training_summary(trained: TrainedModelRef) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
 from prefect.locking.filesystem import FileSystemLockManager
 from prefect.results import ResultStore
-from prefect.transactions import IsolationLevel, get_transaction
+from prefect.transactions import IsolationLevel
 
 from multitask import atomic, workspace
 from multitask.errors import is_transient
@@ -96,27 +96,30 @@ class ReclaimingLockManager(FileSystemLockManager):
     Prefect's file locks never expire unless given a hold timeout, which its transactions
     don't pass, and their holder is a random id: a run killed mid-training would block every
     later run with the same key. This manager adds the host and pid to each lock file, and a
-    lock whose process on this host no longer exists is released.
+    lock whose process on this host no longer exists is removed before it is checked. Only
+    Prefect's public methods and its lock file layout (`<directory>/<key>.lock`, JSON) are used.
     """
+
+    def _path(self, key: str) -> Path:
+        return self.lock_files_directory.joinpath(key).with_suffix(".lock")
 
     def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
                      hold_timeout: float | None = None) -> bool:
         if not super().acquire_lock(key, holder, acquire_timeout, hold_timeout):
             return False
-        path = self._lock_path_for_key(key)
-        info = json.loads(path.read_bytes())
-        atomic.write_json(path, {**info, "host": socket.gethostname(), "pid": os.getpid()})
+        path = self._path(key)
+        atomic.write_json(path, {**json.loads(path.read_bytes()), "host": socket.gethostname(), "pid": os.getpid()})
         return True
 
     def is_locked(self, key: str, use_cache: bool = False) -> bool:
-        if not super().is_locked(key, use_cache=use_cache):
-            return False
-        info = self._get_lock_info(key, use_cache=use_cache)
-        if info is not None and _process_gone(info):
-            Path(info["path"]).unlink(missing_ok=True)
-            self._locks.pop(key, None)
-            return False
-        return True
+        path = self._path(key)
+        try:
+            info = json.loads(path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            info = None
+        if isinstance(info, dict) and _process_gone(info):
+            path.unlink(missing_ok=True)
+        return super().is_locked(key, use_cache=use_cache)
 
 
 @dataclass
@@ -140,9 +143,7 @@ def in_workspace(task: Task) -> Task:
     return task.with_options(cache_policy=policy, result_storage=workspace.prefect_results_dir())
 
 
-def output_dir() -> Path:
-    """The running step's own output folder, named by its cache key."""
-    txn = get_transaction()
-    if txn is None or not txn.key:
-        raise RuntimeError("output_dir() needs a cached task run (a transaction with a key)")
-    return workspace.step_dir(TaskRunContext.get().task.name, txn.key)
+def output_dir(step: str, **inputs: Any) -> Path:
+    """A step's own output folder, named by its cache key: computed from the step's name and
+    inputs (as its cache policy does), so it needs no Prefect context and `.fn()` works too."""
+    return workspace.step_dir(step, step_key(step, inputs))

@@ -14,7 +14,7 @@ from tasks.caching import output_dir
 
 @task(name="report_comparison", result_serializer="json")
 def report_comparison(results: list[RunResult], title: str) -> ComparisonReport:
-    report = write_report(results, output_dir(), title)
+    report = write_report(results, output_dir("report_comparison", results=results, title=title), title)
     create_table_artifact(key="multitask-comparison", table=report.rows,
                           description=f"{title}: test metrics per variant, mean and std over seeds")
     create_markdown_artifact(key="multitask-comparison-report", markdown=Path(report.markdown_path).read_text(),

@@ -21,7 +21,7 @@ def prepare_dataset(data: DataConfig) -> DatasetRef:
 
 @task(name="build_snapshot", result_serializer="json", **retries.IO)
 def build_snapshot(dataset: DatasetRef, data: DataConfig) -> SnapshotRef:
-    return write_snapshot(dataset, data, output_dir())
+    return write_snapshot(dataset, data, output_dir("build_snapshot", dataset=dataset, data=data))
 
 
 def _markdown(report: ValidationReport) -> str:
@@ -33,7 +33,7 @@ def _markdown(report: ValidationReport) -> str:
 
 @task(name="validate_dataset", result_serializer="json")
 def validate_dataset(snapshot: SnapshotRef) -> ValidationReport:
-    report = validate(snapshot, output_dir())
+    report = validate(snapshot, output_dir("validate_dataset", snapshot=snapshot))
     for warning in report.warnings:
         get_run_logger().warning("dataset: %s", warning)
     create_markdown_artifact(key="dataset-validation", markdown=_markdown(report),

@@ -26,7 +26,8 @@ def _summary(report: EvalReport, trained: TrainedModelRef) -> str:
 
 @task(name="evaluate_model", result_serializer="json")
 def evaluate_model(trained: TrainedModelRef, snapshot: SnapshotRef, evaluate_config: EvaluateConfig) -> EvalReport:
-    report = evaluate(trained.model_path, snapshot, evaluate_config, output_dir(), trained.history_path)
+    out = output_dir("evaluate_model", trained=trained, snapshot=snapshot, evaluate_config=evaluate_config)
+    report = evaluate(trained.model_path, snapshot, evaluate_config, out, trained.history_path)
     create_table_artifact(key="test-metrics", table=[{"metric": k, "value": v} for k, v in report.metrics.items()],
                           description="Test-split metrics of the trained model")
     create_markdown_artifact(key="evaluation-summary", markdown=_summary(report, trained),

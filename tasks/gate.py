@@ -1,4 +1,4 @@
-"""Promotion steps of the retrain flow: find what changed, evaluate the champion, apply the gate."""
+"""Promotion steps of the retrain flow: find what changed, find the champion, apply the gate."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from multitask import registry
-from multitask.config import EvaluateConfig, GateConfig, RunConfig
-from multitask.evaluate import evaluate
+from multitask.config import GateConfig, RunConfig
 from multitask.gate import HEADS, Decision, decide, not_comparable, unchanged_reason
-from multitask.records import DatasetRef, EvalReport, ModelVersion, SnapshotRef
+from multitask.records import DatasetRef, EvalReport, ModelVersion
 from tasks import retries
-from tasks.caching import output_dir
 
 
 @task(name="find_unchanged", **retries.IO)
@@ -19,28 +17,15 @@ def find_unchanged(dataset: DatasetRef, config: RunConfig) -> tuple[ModelVersion
     """A version already made from this data, model and train settings and code, and why it
     stops the retrain (naming the settings that differ but do not make a model), or None."""
     tags = registry.lineage_tags(dataset, config)
-    found = registry.find_version(config.registry.model_name, {registry.LINEAGE_TAG: tags[registry.LINEAGE_TAG]})
+    found = registry.find_version(config.model_name, {registry.LINEAGE_TAG: tags[registry.LINEAGE_TAG]})
     if found is None:
         return None
     return found, unchanged_reason(found.version, registry.changed_sections(found, tags))
 
 
-@task(name="champion_classes", **retries.IO)
-def champion_classes(champion: ModelVersion) -> list[str]:
-    return registry.class_names(champion)
-
-
 @task(name="current_champion", **retries.IO)
 def current_champion(model_name: str) -> ModelVersion | None:
     return registry.champion(model_name)
-
-
-@task(name="evaluate_champion", result_serializer="json", **retries.IO)
-def evaluate_champion(champion: ModelVersion, snapshot: SnapshotRef, evaluate_config: EvaluateConfig) -> EvalReport:
-    """The champion on the challenger's test split, so the two are compared on the same data."""
-    out = output_dir()
-    path, _ = registry.fetch(f"{champion.name}/{champion.version}", out / "model")
-    return evaluate(str(path), snapshot, evaluate_config, out)
 
 
 def _table(decision: Decision, challenger: ModelVersion, champion: ModelVersion | None) -> list[dict]:

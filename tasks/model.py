@@ -16,7 +16,7 @@ from tasks.caching import output_dir
 @task(name="build_model", result_serializer="json")
 def build_model(model: ModelConfig, num_classes: int, image_size: int) -> ModelRef:
     keras_model = make_model(model, num_classes, image_size)
-    path = output_dir() / "initial.keras"
+    path = output_dir("build_model", model=model, num_classes=num_classes, image_size=image_size) / "initial.keras"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".initial.tmp.keras")
     keras_model.save(tmp)
@@ -29,4 +29,5 @@ def build_model(model: ModelConfig, num_classes: int, image_size: int) -> ModelR
 def train_model(model: ModelRef, snapshot: SnapshotRef, train_config: TrainConfig) -> TrainedModelRef:
     # The run folder is named by this step's cache key, so a retry or a re-run after a
     # crash finds the BackupAndRestore state of the same training.
-    return train(model, snapshot, train_config, output_dir())
+    return train(model, snapshot, train_config,
+                 output_dir("train_model", model=model, snapshot=snapshot, train_config=train_config))

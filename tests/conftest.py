@@ -16,9 +16,12 @@ os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_HOME / "prefect" / "stor
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+# As the CLI sets it, so Prefect never reconfigures its logging inside a CliRunner (whose streams close).
+os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM"] = "ext://sys.stdout"
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("PREFECT_API_URL", None)
 
+import prefect.main  # noqa: E402,F401  (sets up its logging on the real streams, before any CliRunner swaps them)
 import pytest  # noqa: E402
 
 from multitask.config import RunConfig, load_config  # noqa: E402
@@ -29,9 +32,24 @@ TINY = [
 ]
 
 
+def versions(name: str = "multitask-shapes") -> list[str]:
+    """The registered versions of `name` in the current workspace, oldest first."""
+    from multitask import registry
+
+    return sorted((row["version"] for row in registry.list_models() if row["name"] == name), key=int)
+
+
 def tiny_config(*sets: str, preset: str = "default") -> RunConfig:
     """A config that trains in seconds: tens of 32x32 images, one epoch."""
     return load_config(preset, sets=[*TINY, *sets])
+
+
+def pytest_collection_modifyitems(items):
+    """A test that runs a flow (it needs the Prefect server) or trains on a snapshot (`inputs`) is
+    `slow`: `make test-fast` leaves it out. Others that train mark themselves."""
+    for item in items:
+        if {"prefect_server", "inputs"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

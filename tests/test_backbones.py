@@ -1,16 +1,14 @@
 """Pretrained backbone presets, offline: no weights, a weights file of the test's own, no network."""
 
 import json
-import os
 import socket
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
-from conftest import TINY, tiny_config
+from cli import app
 from multitask import train as train_module
 from multitask.backbones import BACKBONE_LAYER, backbone
 from multitask.config import ModelConfig
@@ -21,6 +19,8 @@ from multitask.model import build_model
 from multitask.pipeline import build_snapshot
 from multitask.records import ModelRef
 from multitask.train import read_history
+
+from conftest import TINY, tiny_config
 
 
 def _backbone_of(model: keras.Model) -> keras.Model:
@@ -62,6 +62,7 @@ def test_imagenet_weights_offline_say_which_file_and_where(monkeypatch, tmp_path
         build_model(ModelConfig(preset="mobilenet_v3_small"), 3, 32)
 
 
+@pytest.mark.slow
 def test_the_backbone_is_frozen_first_then_fine_tuned(monkeypatch, tmp_path):
     """Two phases: heads alone (the backbone's weights do not move), then all layers."""
     seen = []
@@ -89,14 +90,9 @@ def test_the_backbone_is_frozen_first_then_fine_tuned(monkeypatch, tmp_path):
 
 
 def test_cli_trains_and_registers_a_pretrained_preset(prefect_server, workspace):
-    """As a user types it, in a process of its own (against the test harness' Prefect server)."""
-    from prefect.settings import PREFECT_API_URL
-
     sets = (*TINY, "data.image_size=32", 'model.preset="mobilenet_v3_small"', 'model.weights="none"')
-    command = [sys.executable, "-m", "multitask.cli", "train", "--json", *(a for s in sets for a in ("--set", s))]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()})
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = CliRunner().invoke(app, ["train", "--json", *(a for s in sets for a in ("--set", s))])
+    assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["model"] == "multitask-shapes" and summary["version"] == "1"
     assert summary["training"]["epochs"] == 1 and summary["training"]["stopped"] == "max_epochs"

@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import tiny_config
 from multitask import train as train_module
 from multitask.config import ModelConfig, load_config
 from multitask.datasets import catalog
@@ -17,6 +16,8 @@ from multitask.model import build_model
 from multitask.pipeline import build_snapshot
 from multitask.records import ModelRef
 from multitask.train import read_history
+
+from conftest import tiny_config
 from test_train import inputs  # noqa: F401  (a tiny snapshot and initial model)
 
 
@@ -35,6 +36,7 @@ def test_a_box_is_never_inverted_whatever_the_score_maps():
     assert ((loose[:, 2] < loose[:, 0]) | (loose[:, 3] < loose[:, 1])).any()
 
 
+@pytest.mark.slow
 def test_the_box_head_starts_on_glyphs_over_photographs(tmp_path, monkeypatch):
     """On this data the old head was pushed into inverted boxes and stayed at mean IoU 0."""
     monkeypatch.setenv("MULTITASK_HOME", str(tmp_path / "ws"))

@@ -4,14 +4,15 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TINY, tiny_config
 from typer.testing import CliRunner
 
+from cli import app
 from flows.compare import run_compare
 from multitask import compare
-from multitask.cli import app
 from multitask.compare import RunResult, summarise
 from multitask.errors import ConfigError
+
+from conftest import TINY, tiny_config
 
 # Both baselines and one learned weighting, on the small `seed` model, keep the suite fast;
 # `summarise` is tested on all five variants.
@@ -33,7 +34,9 @@ def test_every_variant_and_seed_is_trained_and_reported(comparison):
     mapped = [k for k in comparison["steps"] if k.startswith("train_model[")]
     assert len(mapped) == 6 and {comparison["steps"][k] for k in mapped} == {"Completed"}
     # one initial model per seed, shared by all variants of that seed
-    assert comparison["steps"]["build_model"] == "Completed"
+    assert [k for k in comparison["steps"] if k.startswith("build_model")] == ["build_model[seed0]",
+                                                                             "build_model[seed1]"]
+    assert {comparison["steps"]["build_model[seed0]"], comparison["steps"]["build_model[seed1]"]} == {"Completed"}
     rows = {row["variant"]: row for row in comparison["rows"]}
     assert rows["label-only"]["mean_iou"] is None and rows["box-only"]["accuracy"] is None
     learned = rows["uncertainty"]

@@ -2,8 +2,9 @@ import shutil
 from pathlib import Path
 
 from multitask import fingerprint
-from multitask.config import DataConfig, TrainConfig
+from multitask.config import TrainConfig
 from multitask.fingerprint import hash_tree, library_fingerprint, step_key
+from multitask.records import SnapshotRef
 
 
 def test_tree_hash_sees_an_in_place_edit(tmp_path: Path):
@@ -24,8 +25,17 @@ def test_library_fingerprint_changes_with_any_source_edit(tmp_path: Path, monkey
     assert library_fingerprint() != before
 
 
-def test_step_key_depends_on_inputs_not_paths():
-    base = step_key("train_model", {"train_config": TrainConfig(), "data": DataConfig()})
-    assert base == step_key("train_model", {"train_config": TrainConfig(), "data": DataConfig()})
-    assert base != step_key("train_model", {"train_config": TrainConfig(learning_rate=0.01), "data": DataConfig()})
-    assert base != step_key("evaluate_model", {"train_config": TrainConfig(), "data": DataConfig()})
+def _snapshot(path: str, content: str) -> SnapshotRef:
+    return SnapshotRef(path=path, class_names=["a", "b"], splits={"train": 1}, image_size=32, fingerprint=content)
+
+
+def test_step_key_depends_on_content_not_paths():
+    base = step_key("train_model", {"train_config": TrainConfig(), "snapshot": _snapshot("/one/place", "abc")})
+    moved = step_key("train_model", {"train_config": TrainConfig(), "snapshot": _snapshot("/another/place", "abc")})
+    edited = step_key("train_model", {"train_config": TrainConfig(), "snapshot": _snapshot("/one/place", "abd")})
+    assert base == moved  # the same content elsewhere is the same input
+    assert base != edited  # the same path with other content is not
+    other_rate = TrainConfig(learning_rate=0.01)
+    assert base != step_key("train_model", {"train_config": other_rate, "snapshot": _snapshot("/one/place", "abc")})
+    assert base != step_key("evaluate_model", {"train_config": TrainConfig(),
+                                               "snapshot": _snapshot("/one/place", "abc")})

@@ -208,14 +208,16 @@ BAD_INPUTS = {
     "missing columns": (_replace_file("annotations.csv", b"file,label,x,y\na.png,cat,1,2\n"),
                         "missing column.*filename"),
     # rows are numbered as lines of the file (the header is row 1), as a spreadsheet shows them
-    "missing image file": (_edit_row(3, filename="images/nope.png"), r"annotations.csv row 4: image file .*nope.png does not exist"),
+    "missing image file": (_edit_row(3, filename="images/nope.png"),
+                           r"annotations.csv row 4: image file .*nope.png does not exist"),
     "corrupt image": (_corrupt_image, r"000002.png is not a readable image"),
     "not an image": (_replace_file("images/000004.png", b"hello, not a png"), r"000004.png is not a readable image"),
     "box outside image": (_edit_row(5, xmax="500"), r"row 6 \(images/000004.png\): box .* outside the 126x111 image"),
     "xmin >= xmax": (_edit_row(6, xmin="30", xmax="30"), r"row 7 \(images/000005.png\): box needs xmin < xmax"),
     "negative coordinate": (_edit_row(7, ymin="-2"), r"row 8 \(images/000006.png\): negative box coordinate"),
     "non-numeric coordinate": (_edit_row(8, xmax="wide"), r"row 9: xmax must be a number, got 'wide'"),
-    "unknown split": (lambda f: _write_rows(f, [r + ["split" if i == 0 else "holdout"] for i, r in enumerate(_rows(f))]),
+    "unknown split": (lambda f: _write_rows(f, [r + ["split" if i == 0 else "holdout"]
+                                                for i, r in enumerate(_rows(f))]),
                       r"row 2: split must be one of train, validation, test, got 'holdout'"),
     "single class": (_all_one_class, r"only one class \('circle'\)"),
     "class without training example": (_class_only_in_test, r"class\(es\) 'unicorn' have no training example"),
@@ -274,10 +276,10 @@ def test_the_pixel_limit_is_a_setting(workspace, tmp_path, csv_folder):
         _prepare(_copy(csv_folder, tmp_path / "small"), max_pixels=100)
 
 
-def test_a_decompression_bomb_ends_data_validate_in_one_line(workspace, tmp_path, csv_folder):
+def test_a_decompression_bomb_ends_data_validate_in_one_line(prefect_server, workspace, tmp_path, csv_folder):
     from typer.testing import CliRunner
 
-    from multitask.cli import app
+    from cli import app
 
     folder = _copy(csv_folder, tmp_path)
     (folder / "images/000003.png").write_bytes(_png_declaring(200_000, 200_000))

@@ -28,8 +28,10 @@ def test_first_model_is_promoted_when_floors_are_met():
     assert decision.promote and decision.champion is None
 
 
-@pytest.mark.parametrize(("metrics", "head"), [({"accuracy": 0.5, "mean_iou": 0.9}, "label accuracy 0.5000 < floor 0.8"),
-                                               ({"accuracy": 0.95, "mean_iou": 0.2}, "box mean_iou 0.2000 < floor 0.6")])
+@pytest.mark.parametrize(("metrics", "head"), [
+    ({"accuracy": 0.5, "mean_iou": 0.9}, "label accuracy 0.5000 < floor 0.8"),
+    ({"accuracy": 0.95, "mean_iou": 0.2}, "box mean_iou 0.2000 < floor 0.6"),
+])
 def test_floors_not_met_keep_it_out_even_against_a_weak_champion(metrics, head):
     decision = decide(metrics, {"accuracy": 0.1, "mean_iou": 0.1}, GATE)
     assert not decision.promote and head in decision.reason

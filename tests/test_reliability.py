@@ -17,18 +17,18 @@ from pathlib import Path
 import keras
 import mlflow
 import pytest
-
-from multitask.train import read_history
 from typer.testing import CliRunner
 
-from conftest import TINY, tiny_config
+from cli import app
 from flows.train import train_flow
 from multitask import registry
-from multitask.cli import app
 from multitask.datasets.export import write_folder
 from multitask.errors import UserError
+from multitask.train import read_history
 from tasks import data as data_tasks
 from tasks import register as register_tasks
+
+from conftest import TINY, tiny_config, versions
 
 CHILD = """
 import json, sys, time
@@ -57,9 +57,6 @@ def _child_env(home: Path) -> dict:
 
     return {**os.environ, "MULTITASK_HOME": str(home), "PREFECT_API_URL": PREFECT_API_URL.value()}
 
-
-def _versions(name="multitask-shapes") -> list[str]:
-    return sorted((r["version"] for r in registry.list_models() if r["name"] == name), key=int)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +87,7 @@ def test_sigkill_mid_training_then_rerun_resumes(prefect_server, workspace, tmp_
     history = read_history(run_dir / "history.json")
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     assert [row["train_seconds"] for row in history[:2]] == [first["1"]["train_seconds"], first["2"]["train_seconds"]]
-    assert _versions() == ["1"] and registry.load_model("multitask-shapes@champion") is not None
+    assert versions() == ["1"] and registry.load_model("multitask-shapes@champion") is not None
 
 
 def load_sets(sets):
@@ -101,7 +98,7 @@ def load_sets(sets):
 
 def test_concurrent_runs_same_config_share_one_training_others_get_their_own(prefect_server, workspace):
     def start(*extra):
-        args = [sys.executable, "-m", "multitask.cli", "train", "--json",
+        args = [sys.executable, "-m", "cli", "train", "--json",
                 *(a for item in [*TINY, *extra] for a in ("--set", item))]
         return subprocess.Popen(args, env=_child_env(workspace), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
@@ -112,17 +109,17 @@ def test_concurrent_runs_same_config_share_one_training_others_get_their_own(pre
     same_a, same_b, other = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
     assert same_a["version"] == same_b["version"] != other["version"]
     assert sorted([same_a["steps"]["train_model"], same_b["steps"]["train_model"]]) == ["Cached", "Completed"]
-    assert _versions() == sorted({same_a["version"], other["version"]}, key=int)
-    for version in _versions():
+    assert versions() == sorted({same_a["version"], other["version"]}, key=int)
+    for version in versions():
         assert registry.load_model(f"multitask-shapes/{version}").output_names
 
 
 def test_diverging_run_fails_and_registers_nothing(baseline):
-    before = _versions()
+    before = versions()
     champion = registry.client().get_model_version_by_alias("multitask-shapes", "champion").version
     with pytest.raises(RuntimeError, match="NaN|Inf"):
         train_flow(config=tiny_config("train.learning_rate=1e12", "train.epochs=2"))
-    assert _versions() == before
+    assert versions() == before
     assert registry.client().get_model_version_by_alias("multitask-shapes", "champion").version == champion
 
 
@@ -150,18 +147,18 @@ def test_transient_faults_in_snapshot_and_registry_are_retried(baseline, monkeyp
 
 
 def test_failure_between_model_and_aliases_is_repaired_by_a_rerun(baseline, monkeypatch):
-    before = _versions()
+    before = versions()
     _flaky(monkeypatch, registry, "_ensure_aliases", RuntimeError("died before moving aliases"), 99)
     with pytest.raises(RuntimeError, match="died before moving aliases"):
         train_flow(config=tiny_config("train.seed=5"))
-    orphan = str(max(int(v) for v in _versions()))
-    assert len(_versions()) == len(before) + 1
+    orphan = str(max(int(v) for v in versions()))
+    assert len(versions()) == len(before) + 1
     assert registry.client().get_model_version("multitask-shapes", orphan).aliases == []
     monkeypatch.undo()
 
     repaired = train_flow(config=tiny_config("train.seed=5"))
     assert repaired["version"] == orphan and "challenger" in repaired["aliases"]
-    assert len(_versions()) == len(before) + 1
+    assert len(versions()) == len(before) + 1
     assert registry.load_model("multitask-shapes@challenger").output_names
 
 
@@ -254,10 +251,10 @@ def test_a_registry_hiccup_while_checking_the_cache_keeps_the_record(baseline, m
 
     monkeypatch.setattr(caching, "CHECK_WAITS", (0.0, 0.0))
     monkeypatch.setattr(registry, "version_matches", locked)
-    before = _versions()
+    before = versions()
     again = train_flow(config=tiny_config())
     assert len(calls) == 3  # asked again through the hiccup, then kept
-    assert again["steps"]["register_model"] == "Cached" and _versions() == before
+    assert again["steps"]["register_model"] == "Cached" and versions() == before
 
 
 def test_no_login_name_is_needed_to_import_or_promote(baseline, monkeypatch):

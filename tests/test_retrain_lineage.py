@@ -10,11 +10,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY, tiny_config
+from cli import app
 from flows.retrain import retrain_flow
 from multitask import registry
-from multitask.cli import app
 from multitask.datasets.export import write_folder
+
+from conftest import TINY, tiny_config
 
 SETS = (*TINY, "gate.min_accuracy=0", "gate.min_mean_iou=0")
 
@@ -91,7 +92,7 @@ def test_the_gate_never_compares_models_of_other_classes(champion, three_classes
     assert result["decision"] == "kept" and result["champion"] == champion
     assert result["reason"].startswith(f"not compared: champion v{champion} was trained on 10 classes (circle, ")
     assert "the data has 3 classes (a, b, c)" in result["reason"]
-    assert "evaluate_champion" not in result["steps"] and "champion" not in result["metrics"]
+    assert "evaluate_registered" not in result["steps"] and "champion" not in result["metrics"]
     assert _tags(result["challenger"])["gate.decision"] == "kept out"
     assert registry.champion("multitask-shapes").version == champion
 

@@ -132,12 +132,14 @@ def _tiny_source(path) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_a_tfds_dataset_is_downloaded_prepared_and_trained_on(workspace, tmp_path, monkeypatch):
-    from conftest import tiny_config
     from multitask.datasets import spec, tfds_catalog
     from multitask.model import build_model
     from multitask.records import ModelRef
     from multitask.train import train
+
+    from conftest import tiny_config
 
     monkeypatch.setattr(TinyBoxes, "SOURCE", _tiny_source(tmp_path / "tiny_boxes.npz"))
     monkeypatch.setattr(spec, "TFDS_NAMES", (*spec.TFDS_NAMES, "tiny_boxes"))

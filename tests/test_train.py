@@ -5,15 +5,15 @@ import json
 import keras
 import pytest
 
-from multitask.train import read_history
-
-from conftest import tiny_config
 from multitask import train as train_module
 from multitask.datasets import catalog
 from multitask.fingerprint import hash_file
 from multitask.model import build_model
 from multitask.pipeline import build_snapshot
 from multitask.records import ModelRef
+from multitask.train import read_history
+
+from conftest import tiny_config
 
 
 @pytest.fixture(scope="module")

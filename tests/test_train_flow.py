@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import TINY, tiny_config
 from flows.train import train_flow
 from multitask import fingerprint, registry
 from multitask.errors import DataError
 from multitask.weighting import WeightedMultiTask
 from tasks import data as data_tasks
+
+from conftest import TINY, tiny_config, versions
 
 DATA_STEPS = ("prepare_dataset", "build_snapshot", "validate_dataset")
 ALL_STEPS = (*DATA_STEPS, "build_model", "train_model", "evaluate_model", "register_model")
@@ -26,9 +27,6 @@ ALL_STEPS = (*DATA_STEPS, "build_model", "train_model", "evaluate_model", "regis
 def baseline(prefect_server, module_workspace):
     return train_flow(config=tiny_config())
 
-
-def _versions(name="multitask-shapes") -> list[str]:
-    return sorted((row["version"] for row in registry.list_models() if row["name"] == name), key=int)
 
 
 def test_first_run_trains_evaluates_and_registers(baseline):
@@ -62,10 +60,10 @@ def test_metrics_artifacts_are_published(baseline):
 
 
 def test_rerun_is_all_cached_and_registers_nothing(baseline):
-    before = _versions()
+    before = versions()
     again = train_flow(config=tiny_config())
     assert again["steps"] == {step: "Cached" for step in ALL_STEPS}
-    assert again["version"] == baseline["version"] and _versions() == before
+    assert again["version"] == baseline["version"] and versions() == before
 
 
 def test_training_change_reruns_training_onward(baseline):
@@ -135,7 +133,7 @@ def test_bad_input_fails_once_without_retry(baseline, monkeypatch):
 
 
 def test_cli_json_contract(baseline):
-    from multitask.cli import app
+    from cli import app
 
     expected = train_flow(config=tiny_config())  # earlier tests may have moved the latest version
     args = ["train", "--json", *(arg for item in TINY for arg in ("--set", item))]
@@ -150,7 +148,7 @@ def test_cli_json_contract(baseline):
 
 
 def test_cli_models_list(baseline):
-    from multitask.cli import app
+    from cli import app
 
     result = CliRunner().invoke(app, ["models", "list", "--json"])
     assert result.exit_code == 0, result.output

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from typer.testing import CliRunner
 
-from multitask.cli import app
+from cli import app
 from multitask.datasets.export import write_folder
 from multitask.errors import DataError
 from multitask.records import SnapshotRef
@@ -53,7 +53,7 @@ def test_bad_boxes_labels_and_empty_splits_fail_with_counts_and_first_rows(tmp_p
     assert not json.loads((tmp_path / "out" / "validation.json").read_text())["ok"]
 
 
-def test_data_commands(workspace, tmp_path):
+def test_data_commands(prefect_server, workspace, tmp_path):
     folder = write_folder(tmp_path / "mine", 40, "csv")
     runner = CliRunner()
     built = runner.invoke(app, ["data", "build", f"folder:{folder}", "--json"])

@@ -5,13 +5,13 @@ import keras
 import numpy as np
 import pytest
 
-from multitask.train import read_history
-from test_train import CrashAtEpoch, inputs  # noqa: F401  (inputs: a tiny snapshot and initial model)
-
 from multitask import train as train_module
 from multitask.config import ModelConfig, TrainConfig
 from multitask.model import build_model, compile_model, load
+from multitask.train import read_history
 from multitask.weighting import TaskWeightLog, WeightedMultiTask
+
+from test_train import CrashAtEpoch, inputs  # noqa: F401  (inputs: a tiny snapshot and initial model)
 
 
 def _data(n=16, size=32, seed=0):
@@ -27,6 +27,7 @@ def _weighted(weighting: str) -> WeightedMultiTask:
     return compile_model(model, cfg, steps_per_epoch=2)
 
 
+@pytest.mark.slow
 def test_uncertainty_weights_start_at_the_fixed_ones_learn_and_survive_save_load(tmp_path):
     model = _weighted("uncertainty")
     assert isinstance(model, WeightedMultiTask)
@@ -58,6 +59,7 @@ def test_dwa_weights_sum_to_the_number_of_tasks_and_favour_the_slower_head():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model.task_weights()), lambdas * [1.0, 50.0], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_dwa_lambdas_sum_to_two_after_every_epoch_of_training():
     model = _weighted("dwa")
     history = model.fit(*_data(), epochs=4, batch_size=8, verbose=0, callbacks=[TaskWeightLog()]).history

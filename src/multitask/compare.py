@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -110,7 +111,7 @@ def _gap(row: dict[str, object], metric: str) -> str:
     return "" if gap is None else f"{gap:+.2f}"
 
 
-def verdict(rows: list[dict[str, object]]) -> list[str]:
+def verdict(rows: list[dict[str, Any]]) -> list[str]:
     """A line per multi-task variant: does any head trail its single-task baseline by over 1 point?"""
     lines = []
     for row in rows:
@@ -120,7 +121,8 @@ def verdict(rows: list[dict[str, object]]) -> list[str]:
         worst = min(gaps.values())
         ok = "no head" if worst >= -MAX_LOSS_POINTS else "a head"
         lines.append(f"- `{row['variant']}`: accuracy {gaps['accuracy']:+.2f} points, mean IoU "
-                     f"{gaps['mean_iou']:+.2f} points vs single-task; {ok} worse by more than {MAX_LOSS_POINTS:g} point")
+                     f"{gaps['mean_iou']:+.2f} points vs single-task; {ok} worse by more than "
+                     f"{MAX_LOSS_POINTS:g} point")
     return lines
 
 

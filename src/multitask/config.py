@@ -181,6 +181,12 @@ class RunConfig(Section):
     registry: RegistryConfig = RegistryConfig()
     gate: GateConfig = GateConfig()
 
+    @property
+    def model_name(self) -> str:
+        """The registered model name: `registry.model_name`, always set once validated."""
+        assert self.registry.model_name is not None
+        return self.registry.model_name
+
     @model_validator(mode="after")
     def _fill_defaults_from_other_sections(self) -> RunConfig:
         """The model name follows the dataset; the image size follows the model preset.

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from multitask.config import GateConfig
+from multitask.records import HEAD_METRICS
 
-HEADS = {"label": "accuracy", "box": "mean_iou"}
+HEADS = HEAD_METRICS
 
 
 class Decision(BaseModel):

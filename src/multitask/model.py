@@ -12,9 +12,9 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from multitask.backbones import BACKBONES, pretrained_model
 from multitask.config import ModelConfig, TrainConfig
 from multitask.errors import ConfigError
-from multitask.backbones import BACKBONES, pretrained_model
 from multitask.heads import BOX_PRIOR, BoxAlign, SoftArgmaxBox, conv_bn
 from multitask.losses import box_loss
 from multitask.metrics import BoxIoUAbove, MeanBoxIoU

@@ -15,10 +15,9 @@ from multitask.augment import Augmentation, augment_batch
 from multitask.config import DataConfig
 from multitask.datasets import catalog
 from multitask.fingerprint import hash_tree
-from multitask.records import DatasetRef, SnapshotRef
+from multitask.records import SPLITS, DatasetRef, SnapshotRef
 from multitask.sizing import suggest_image_size
 
-SPLITS = ("train", "validation", "test")
 AUTOTUNE = tf.data.AUTOTUNE
 
 

@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict
 
 from multitask.fingerprint import digest, hash_file, hash_listing, hash_tree
 
+SPLITS = ("train", "validation", "test")  # every dataset's splits, in this order
+# The model's two heads and the test metric that judges each (the gate, the comparison).
+HEAD_METRICS = {"label": "accuracy", "box": "mean_iou"}
+
 
 class Record(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -96,6 +100,10 @@ class TrainedModelRef(Record):
     def is_intact(self) -> bool:
         files = [Path(self.model_path), Path(self.history_path)]
         return all(f.is_file() for f in files) and hash_files(files) == self.fingerprint
+
+
+# The test metrics in every JSON summary (`multitask train --json`, the retrain flow's result).
+SUMMARY_METRICS = ("accuracy", "mean_iou", "iou50", "loss", "label_loss", "box_loss")
 
 
 class EvalReport(Record):

@@ -13,8 +13,8 @@ import numpy as np
 
 from multitask import atomic
 from multitask.errors import DataError
-from multitask.pipeline import SPLITS, load_split
-from multitask.records import SnapshotRef, ValidationReport
+from multitask.pipeline import load_split
+from multitask.records import SPLITS, SnapshotRef, ValidationReport
 
 _FIRST = 5  # offending examples quoted per problem
 

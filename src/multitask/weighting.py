@@ -16,8 +16,9 @@ from keras import ops
 
 from multitask.config import TrainConfig
 from multitask.losses import box_loss
+from multitask.records import HEAD_METRICS
 
-HEADS = ("label", "box")
+HEADS = tuple(HEAD_METRICS)
 WEIGHTINGS = ("fixed", "uncertainty", "dwa")
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from multitask.config import DEFAULT_MAX_PIXELS
 from multitask.errors import DataError
 from multitask.images import upright_size
+from multitask.records import SPLITS
 
 CSV_NAME, COCO_NAME = "annotations.csv", "annotations.json"
 CSV_COLUMNS = ("filename", "label", "xmin", "ymin", "xmax", "ymax")
-SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ def _read_csv(path: Path) -> tuple[dict[str, list[_Object]], dict[str, str]]:
             label = (row["label"] or "").strip()
             if not filename or not label:
                 raise DataError(f"{where}: filename and label must not be empty")
-            pixels = tuple(_number(row[c], c, where) for c in ("xmin", "ymin", "xmax", "ymax"))
-            objects.setdefault(filename, []).append(_Object(label, pixels, where))
+            xmin, ymin, xmax, ymax = (_number(row[c], c, where) for c in ("xmin", "ymin", "xmax", "ymax"))
+            objects.setdefault(filename, []).append(_Object(label, (xmin, ymin, xmax, ymax), where))
             if "split" in header:
                 split = (row["split"] or "").strip()
                 if split not in SPLITS:

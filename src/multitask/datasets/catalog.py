@@ -15,7 +15,8 @@ import tensorflow_datasets as tfds
 
 from multitask import workspace
 from multitask.config import DataConfig
-from multitask.datasets import annotations, folder, shapes, tfds_catalog
+from multitask.datasets import folder, shapes, tfds_catalog
+from multitask.datasets.annotations import read_folder
 from multitask.datasets.spec import Spec, parse
 from multitask.errors import DataError
 from multitask.fingerprint import hash_listing, hash_tree
@@ -60,7 +61,8 @@ def _prepare_shapes(data: DataConfig, spec: Spec) -> DatasetRef:
 
 
 def _prepare_folder(data: DataConfig, spec: Spec) -> DatasetRef:
-    examples, class_names = annotations.read_folder(spec.path, data.multi_object or "error", data.max_pixels)
+    assert spec.path is not None  # a folder spec always has one
+    examples, class_names = read_folder(spec.path, data.multi_object or "error", data.max_pixels)
     builder = folder.builder(spec.path, examples, class_names, hash_tree(spec.path),
                              data_dir=str(workspace.tfds_dir()), max_pixels=data.max_pixels)
     _build(builder)

@@ -33,7 +33,7 @@ _MODES = ("RGB", "L", "RGBA", "P")
 def _scaled(image: np.ndarray, box: list[float], rng: np.random.Generator) -> tuple[Image.Image, list[float]]:
     """Resize to a random non-square size and mode; return the box in pixels (x0, y0, x1, y1)."""
     width, height = (int(v) for v in rng.integers(48, 129, size=2))
-    picture = Image.fromarray(image).resize((width, height), Image.NEAREST)
+    picture = Image.fromarray(image).resize((width, height), Image.Resampling.NEAREST)
     picture = picture.convert(_MODES[int(rng.integers(len(_MODES)))])
     ymin, xmin, ymax, xmax = box
     return picture, [xmin * width, ymin * height, xmax * width, ymax * height]
@@ -46,7 +46,8 @@ def _rescaled(rng: np.random.Generator) -> tuple[Image.Image, int, list[float]]:
 
 
 def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(0, 256, 3))
+    red, green, blue = (int(v) for v in rng.integers(0, 256, 3))
+    return red, green, blue
 
 
 def _clutter(pen: ImageDraw.ImageDraw, size: int, rng: np.random.Generator, count: int, max_width: int) -> None:
@@ -108,7 +109,10 @@ def write_folder(root: Path, count: int, fmt: str = "csv", seed: int = 0, style:
         rng = np.random.default_rng([seed, index])
         picture, label, pixels = chosen.make(rng)
         filename = f"images/{index:06d}{chosen.suffix}"
-        picture.save(root / filename, **({"quality": int(rng.integers(70, 96))} if chosen.suffix == ".jpg" else {}))
+        if chosen.suffix == ".jpg":
+            picture.save(root / filename, quality=int(rng.integers(70, 96)))
+        else:
+            picture.save(root / filename)
         rows.append([filename, chosen.class_names[label], *(round(v, 2) for v in pixels)])
         coco_images.append({"id": index, "file_name": filename, "width": picture.width, "height": picture.height})
         x0, y0, x1, y1 = pixels

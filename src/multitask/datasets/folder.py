@@ -12,9 +12,10 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from multitask.datasets.annotations import SPLITS, Example
+from multitask.datasets.annotations import Example
 from multitask.errors import DataError
 from multitask.images import load_rgb
+from multitask.records import SPLITS
 
 
 @dataclasses.dataclass

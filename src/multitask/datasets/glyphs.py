@@ -42,7 +42,7 @@ def _background(rng: np.random.Generator, width: int, height: int) -> Image.Imag
     crop_h, crop_w = int(height * scale), int(width * scale)
     top, left = int(rng.integers(0, rows - crop_h + 1)), int(rng.integers(0, cols - crop_w + 1))
     crop = Image.fromarray(np.ascontiguousarray(photo[top:top + crop_h, left:left + crop_w]))
-    return crop.resize((width, height), Image.BILINEAR)
+    return crop.resize((width, height), Image.Resampling.BILINEAR)
 
 
 def _glyph_mask(rng: np.random.Generator, label: int, size: int) -> Image.Image:
@@ -50,7 +50,8 @@ def _glyph_mask(rng: np.random.Generator, label: int, size: int) -> Image.Image:
     font = ImageFont.load_default(size=size)
     canvas = Image.new("L", (size * 2, size * 2), 0)
     ImageDraw.Draw(canvas).text((size // 2, size // 4), CLASS_NAMES[label], fill=255, font=font)
-    rotated = canvas.rotate(rng.uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES), resample=Image.BILINEAR)
+    angle = rng.uniform(-MAX_ROTATION_DEGREES, MAX_ROTATION_DEGREES)
+    rotated = canvas.rotate(angle, resample=Image.Resampling.BILINEAR)
     return rotated.crop(rotated.getbbox())
 
 
@@ -61,7 +62,8 @@ def _standout_colour(rng: np.random.Generator, under: np.ndarray) -> tuple[int, 
         colour = rng.integers(0, 256, 3)
         if np.linalg.norm(colour - mean) >= 100:
             break
-    return tuple(int(v) for v in colour)
+    red, green, blue = (int(v) for v in colour)
+    return red, green, blue
 
 
 def make_example(rng: np.random.Generator) -> tuple[Image.Image, int, list[float]]:

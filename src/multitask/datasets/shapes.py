@@ -32,7 +32,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
     seed: int = 0
 
     @classmethod
-    def sized(cls, train_size: int, validation_size: int, test_size: int, seed: int) -> "ShapesConfig":
+    def sized(cls, train_size: int, validation_size: int, test_size: int, seed: int) -> ShapesConfig:
         """One config per size and seed, so each lands in its own TFDS folder."""
         name = f"n{train_size}-{validation_size}-{test_size}-s{seed}"
         return cls(name=name, train_size=train_size, validation_size=validation_size,
@@ -115,8 +115,8 @@ def make_example(rng: np.random.Generator) -> tuple[np.ndarray, int, list[float]
     cx, cy = rng.uniform(radius, size - radius, 2)
     mask_image = Image.new("L", (size, size), 0)
     draw_shape(ImageDraw.Draw(mask_image), label, cx, cy, radius, rng.uniform(-MAX_ROTATION, MAX_ROTATION))
-    colour = Image.new("RGB", (size, size), tuple(int(v) for v in contrasting_colour(rng, background)))
-    canvas.paste(colour, (0, 0), mask_image)
+    red, green, blue = (int(v) for v in contrasting_colour(rng, background))
+    canvas.paste(Image.new("RGB", (size, size), (red, green, blue)), (0, 0), mask_image)
 
     mask = np.asarray(mask_image) > 127
     ys, xs = np.nonzero(mask)

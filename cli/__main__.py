@@ -1,0 +1,5 @@
+"""`python -m cli ...` is `multitask ...`."""
+
+from cli.main import main
+
+main()

@@ -1,0 +1,69 @@
+"""What every command shares: options, config loading, running a flow, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from multitask.config import RunConfig, load_config
+from multitask.datasets.spec import parse as parse_spec
+from multitask.errors import UserError, storage_problem
+
+DatasetOption = Annotated[str | None, typer.Option(help="Dataset spec: shapes, tfds:NAME, folder:PATH.")]
+PresetOption = Annotated[str, typer.Option(help="`seed` (the starting point) or `default`.")]
+EpochsOption = Annotated[int | None, typer.Option(help="The most training epochs (overrides the preset).")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML file with config sections.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="section.key=value, repeatable.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def quiet_environment() -> None:
+    """Offline-friendly defaults; the user's own settings win."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # stderr is for errors: progress (Prefect's step logs, MLflow's download bars) goes to stdout or nowhere
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def run_config(dataset: str | None = None, preset: str = "default", epochs: int | None = None,
+               config: Path | None = None, sets: list[str] | None = None) -> RunConfig:
+    """The layered config (preset, file, --set, flags), or exit 2 with one line."""
+    overrides: dict[str, Any] = {}
+    if dataset is not None:
+        overrides["data"] = {"dataset": dataset}
+    if epochs is not None:
+        overrides["train"] = {"epochs": epochs}
+    try:
+        loaded = load_config(preset, config, sets or [], overrides)
+        parse_spec(loaded.data.dataset)
+    except UserError as exc:
+        fail(str(exc))
+    quiet_environment()
+    return loaded
+
+
+def run_flow(flow: Any, **parameters: Any) -> Any:
+    """Call a flow; a user error or a full disk ends the command with one line."""
+    try:
+        return flow(**parameters)
+    except UserError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        if (problem := storage_problem(exc)) is None:
+            raise
+        fail(problem)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value) + "\n")

@@ -1,0 +1,31 @@
+"""Every MLflow call lives in this package, one module per job.
+
+`store` (the client and its URI), `references` (NAME@ALIAS, NAME/VERSION), `lineage` (what a
+model was made from), `runs` (logging and registering a trained model), `versions` (aliases,
+lookups, promotion, tags), `loading` (downloading and safe loading).
+"""
+
+from multitask.registry.lineage import LINEAGE_TAG, changed_sections, lineage_tags
+from multitask.registry.loading import fetch, load_model, load_registered
+from multitask.registry.references import model_uri, parse_reference
+from multitask.registry.runs import register
+from multitask.registry.store import client
+from multitask.registry.versions import (
+    CHALLENGER,
+    CHAMPION,
+    aliases,
+    champion,
+    class_names,
+    find_version,
+    list_models,
+    promote,
+    set_tags,
+    show,
+    version_matches,
+)
+
+__all__ = [
+    "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "champion", "changed_sections", "class_names", "client",
+    "fetch", "find_version", "lineage_tags", "list_models", "load_model", "load_registered", "model_uri",
+    "parse_reference", "preprocessing", "promote", "register", "resolve", "set_tags", "show", "version_matches",
+]

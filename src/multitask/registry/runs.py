@@ -1,0 +1,100 @@
+"""Logging a trained model as an MLflow run and registering it as a model version."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+import tensorflow as tf
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+
+from multitask.config import RunConfig
+from multitask.model import load
+from multitask.records import EvalReport, ModelVersion, TrainedModelRef
+from multitask.registry.store import client, experiment_id
+from multitask.registry.versions import TRAIN_FINGERPRINT_TAG, ensure_aliases, find_version, record
+from multitask.train import read_history
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _signature(model: keras.Model) -> ModelSignature:
+    """Input: float32 images in [0, 1]; outputs: class probabilities and a [0, 1] box."""
+    sample = np.zeros((1, *model.input_shape[1:]), dtype="float32")
+    outputs = model.predict(sample, verbose=0)
+    return infer_signature(sample, {name: np.asarray(value) for name, value in outputs.items()})
+
+
+def register(
+    trained: TrainedModelRef,
+    report: EvalReport,
+    config: RunConfig,
+    tags: dict[str, str],
+    preprocessing: dict[str, Any],
+    first_is_champion: bool = True,
+) -> ModelVersion:
+    """Log an MLflow run (params, per-epoch metrics, artifacts, the model) and register it.
+
+    Every new version gets alias `challenger`; the first version of a name also `champion`
+    unless `first_is_champion` is false (the retrain flow leaves that to the gate).
+    `preprocessing` (class names, image size, resize policy) is stored in the model's
+    metadata, so prediction maps outputs back to names and pixels.
+    Registering the same trained model again returns the existing version.
+    """
+    c = client()
+    name = config.model_name
+    existing = find_version(name, {TRAIN_FINGERPRINT_TAG: trained.fingerprint})
+    if existing is not None:  # registered before, maybe by an attempt that died before the aliases
+        ensure_aliases(c, name, existing.version, first_is_champion)
+        return record(c, name, existing.version, existing.run_id)
+    history = read_history(trained.history_path)
+    model = load(trained.model_path)
+    preprocessing = {**preprocessing, "image_size": int(model.input_shape[1])}
+    with mlflow.start_run(experiment_id=experiment_id(c, name)) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in _flatten(config.model_dump()).items()})
+        for row in history:
+            mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
+        mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items()})
+        mlflow.log_dict(config.model_dump(), "config.json")
+        for path in [*report.files, Path(trained.history_path)]:
+            mlflow.log_artifact(str(path))
+        # Explicit requirements: MLflow's inference imports the model in a subprocess (slow).
+        requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
+        info = mlflow.keras.log_model(model, name="model", pip_requirements=requirements,
+                                      signature=_signature(model), metadata=preprocessing)
+    version_tags = {
+        **tags,
+        TRAIN_FINGERPRINT_TAG: trained.fingerprint,
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "python_version": platform.python_version(),
+        **{f"test_{k}": str(v) for k, v in report.metrics.items()},
+    }
+    _ensure_registered_model(c, name)
+    mv = c.create_model_version(name, source=info.model_uri, run_id=run.info.run_id, tags=version_tags)
+    ensure_aliases(c, name, mv.version, first_is_champion)
+    return record(c, name, mv.version, run.info.run_id)
+
+
+def _ensure_registered_model(c: MlflowClient, name: str) -> None:
+    if c.search_registered_models(filter_string=f"name = '{name}'"):
+        return
+    try:
+        c.create_registered_model(name)
+    except MlflowException:  # a concurrent run created it first
+        if not c.search_registered_models(filter_string=f"name = '{name}'"):
+            raise
