@@ -40,7 +40,9 @@ def compare_flow(config: RunConfig = RunConfig(), seeds: int = 3,  # noqa: B008 
     reports = steps.map(evaluate_model, labels, trained=trained, snapshot=unmapped(snapshot),
                         evaluate_config=unmapped(config.evaluate))
     results = [compare.run_result(variant, seed, t, r) for (variant, seed), t, r in zip(runs, trained, reports)]
-    title = f"Multi-task vs single-task on {config.data.dataset} ({config.train.epochs} epochs, {seeds} seeds)"
+    budget = (f"at most {config.train.epochs} epochs" if config.train.early_stopping_patience
+              else f"{config.train.epochs} epochs")
+    title = f"Multi-task vs single-task on {config.data.dataset} ({budget}, {seeds} seeds)"
     report = steps.run(report_comparison, results=results, title=title)
     return {"dataset": config.data.dataset, "seeds": seeds, "rows": report.rows,
             "report": report.markdown_path, "plot": report.plot_path, "json": report.json_path,

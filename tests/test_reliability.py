@@ -148,7 +148,9 @@ def test_transient_faults_in_snapshot_and_registry_are_retried(baseline, monkeyp
 
 def test_failure_between_model_and_aliases_is_repaired_by_a_rerun(baseline, monkeypatch):
     before = versions()
-    _flaky(monkeypatch, registry, "_ensure_aliases", RuntimeError("died before moving aliases"), 99)
+    from multitask.registry import runs
+
+    _flaky(monkeypatch, runs, "ensure_aliases", RuntimeError("died before moving aliases"), 99)
     with pytest.raises(RuntimeError, match="died before moving aliases"):
         train_flow(config=tiny_config("train.seed=5"))
     orphan = str(max(int(v) for v in versions()))
@@ -259,16 +261,12 @@ def test_a_registry_hiccup_while_checking_the_cache_keeps_the_record(baseline, m
 
 def test_no_login_name_is_needed_to_import_or_promote(baseline, monkeypatch):
     import getpass
-    import importlib
-
-    from multitask import cli
 
     def no_passwd_entry():
         raise KeyError("getpwuid(): uid not found: 12345")
 
     monkeypatch.setattr(getpass, "getuser", no_passwd_entry)
     monkeypatch.setenv("USER", "container-user")
-    reloaded = importlib.reload(cli)  # the defaults are evaluated again, as at import in a container
-    result = CliRunner().invoke(reloaded.app, ["models", "promote", "multitask-shapes/1", "--reason", "test"])
+    result = CliRunner().invoke(app, ["models", "promote", "multitask-shapes/1", "--reason", "test"])
     assert result.exit_code == 0, result.output
     assert registry.show("multitask-shapes/1")["tags"]["promoted_by"] == "container-user"

@@ -44,21 +44,29 @@ def test_nothing_changed_means_nothing_to_retrain(first):
     assert "train_model" not in again["steps"] and versions() == ["1"]
 
 
-def test_challenger_below_the_floor_is_kept_out(first):
+@pytest.fixture(scope="module")
+def kept_out(first):
+    """A challenger below the floor: kept out, after the champion was scored on the test split."""
     before = _champion()
     result = retrain_flow(config=tiny_config("gate.min_accuracy=1.0", "train.seed=1"))
+    return before, result
+
+
+def test_challenger_below_the_floor_is_kept_out(kept_out):
+    before, result = kept_out
     assert result["decision"] == "kept" and "below floor" in result["reason"]
+    assert result["steps"]["evaluate_registered"] == "Completed"  # the champion, on this split
     assert _champion() == before
     tags = registry.show(f"multitask-shapes/{result['challenger']}")["tags"]
     assert tags["gate.decision"] == "kept out" and "challenger" in registry.show(
         f"multitask-shapes/{result['challenger']}")["aliases"]
 
 
-def test_better_challenger_is_promoted_and_compared_per_head(first):
+def test_better_challenger_is_promoted_and_compared_per_head(kept_out):
     result = retrain_flow(config=tiny_config(*NO_FLOORS, "gate.tolerance=1.0", "train.epochs=5",
                                              "train.learning_rate=0.003"))
     assert set(result["metrics"]) == {"challenger", "champion"}
-    assert result["steps"]["evaluate_registered"] == "Cached"  # v1 was scored on this split before
+    assert result["steps"]["evaluate_registered"] == "Cached"  # v1 was scored on this split by `kept_out`
     assert result["decision"] == "promoted", result["reason"]
     assert _champion() == result["challenger"]
     from prefect.client.orchestration import get_client

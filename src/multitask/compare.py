@@ -1,6 +1,6 @@
 """Does multi-task training help? The comparison's variants and its report.
 
-A comparison trains, from the same initial weights, on the same data and for the same epochs,
+A comparison trains, from the same initial weights, on the same data and with the same budget,
 a label-only model (box loss weight 0), a box-only model (label loss weight 0) and the
 multi-task model under each task weighting, once per seed. Single-task models keep both heads,
 so every variant has the same backbone and the same compute; only the loss differs. The report
