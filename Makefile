@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 PYTEST_ARGS ?=
+# Test processes: each runs whole files, so module fixtures stay in one process (0: all in this one).
+TEST_WORKERS ?= 2
 
 .PHONY: install train lint test test-fast bench quality clean
 
@@ -26,9 +28,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-## The whole test suite (tiny datasets, Prefect under its test harness)
+## The whole test suite (tiny datasets, Prefect under its test harness), TEST_WORKERS processes
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## The unit tier: no training, no flow run (under a minute)
 test-fast: $(STAMP)

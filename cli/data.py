@@ -21,7 +21,7 @@ def data_build(
     config = run_config(spec, sets=sets)
     from flows.data import data_flow
 
-    ref = run_flow(data_flow, config=config, validate=False)["dataset"]
+    ref = run_flow(data_flow, config=config, check=False)["dataset"]
     if as_json:
         print_json(ref)
         return
@@ -40,7 +40,7 @@ def data_validate(
     config = run_config(spec, sets=sets)
     from flows.data import data_flow
 
-    report = run_flow(data_flow, config=config, validate=True)["validation"]
+    report = run_flow(data_flow, config=config, check=True)["validation"]
     if as_json:
         print(Path(report["path"]).read_text().replace("\n", " "))
         return

@@ -6,6 +6,7 @@ argument errors answer at once.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -159,4 +160,9 @@ def evaluate_command(
 
 
 def main() -> None:
-    app()
+    """The process's entry point. Logging ends with the command: what Prefect logs while the process
+    exits (its temporary server stopping) would otherwise follow the `--json` line on stdout."""
+    try:
+        app()
+    finally:
+        logging.disable(logging.CRITICAL)

@@ -13,13 +13,13 @@ from tasks.data import build_snapshot, prepare_dataset, validate_dataset
 
 
 @flow(name="data")
-def data_flow(config: RunConfig = RunConfig(), validate: bool = True) -> dict[str, Any]:
+def data_flow(config: RunConfig = RunConfig(), check: bool = True) -> dict[str, Any]:
     """prepare -> (snapshot -> validate); the records and the validation report as JSON-friendly dicts."""
     workspace.ensure()
     steps = Steps()
     dataset = steps.run(prepare_dataset, data=config.data)
     result: dict[str, Any] = {"dataset": dataset.model_dump(), "steps": steps.states}
-    if validate:
+    if check:
         snapshot = steps.run(build_snapshot, dataset=dataset, data=config.data)
         result["validation"] = steps.run(validate_dataset, snapshot=snapshot).model_dump()
     return result

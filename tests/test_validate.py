@@ -1,6 +1,9 @@
 """validate_dataset's library half, and the `multitask data` commands."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -64,3 +67,17 @@ def test_data_commands(prefect_server, workspace, tmp_path):
     assert f"folder:{folder}: ok, train" in checked.stdout
     missing = runner.invoke(app, ["data", "validate", f"folder:{tmp_path / 'nope'}"])
     assert missing.exit_code == 2 and "does not exist or is not a folder" in missing.stderr
+
+
+@pytest.mark.slow
+def test_the_json_line_is_the_last_line_of_a_real_process(tmp_path):
+    """As users run it: its own process and Prefect's temporary server, which logs while it stops."""
+    folder = write_folder(tmp_path / "mine", 40, "csv")
+    env = {**os.environ, "MULTITASK_HOME": str(tmp_path / "workspace")}
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run([sys.executable, "-m", "cli", "data", "build", f"folder:{folder}", "--json"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Warning" not in done.stderr, done.stderr[-2000:]
+    assert "temporary server" in done.stdout  # the server this test is about did start
+    assert json.loads(done.stdout.strip().splitlines()[-1])["kind"] == "folder"
