@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from multitask import atomic
 from multitask.config import ModelConfig, TrainConfig
 from multitask.fingerprint import hash_file
 from multitask.model import build_model as make_model
@@ -17,10 +18,7 @@ from tasks.caching import output_dir
 def build_model(model: ModelConfig, num_classes: int, image_size: int) -> ModelRef:
     keras_model = make_model(model, num_classes, image_size)
     path = output_dir("build_model", model=model, num_classes=num_classes, image_size=image_size) / "initial.keras"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".initial.tmp.keras")
-    keras_model.save(tmp)
-    tmp.replace(path)
+    atomic.write_with(path, keras_model.save)
     return ModelRef(path=str(path), preset=model.preset, params=keras_model.count_params(),
                     fingerprint=hash_file(path))
 

@@ -8,24 +8,30 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 
 def _temp_sibling(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    """A hidden name beside `path` with the same suffix (Keras saves only to `*.keras`)."""
+    return path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
 
 
-def write_bytes(path: Path, data: bytes) -> Path:
+def write_with(path: Path, write: Callable[[Path], object]) -> Path:
+    """`write(tmp)` fills a temporary sibling, which then replaces `path` in one rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(path)
     try:
-        tmp.write_bytes(data)
+        write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    return write_with(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_png(path: Path, figure: Any) -> Path:

@@ -184,9 +184,8 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
         return _finish(run_dir, log, budget.reason, snapshot.splits["train"])
     if not (run_dir / FROZEN).exists():
         heads_only = cfg.model_copy(update={"epochs": freeze})
-        fit(model_ref.path, heads_only, 0, freeze, "backup-frozen", train_backbone=False).save(
-            run_dir / ".frozen.tmp.keras")
-        (run_dir / ".frozen.tmp.keras").replace(run_dir / FROZEN)
+        frozen = fit(model_ref.path, heads_only, 0, freeze, "backup-frozen", train_backbone=False)
+        atomic.write_with(run_dir / FROZEN, frozen.save)
     if budget.reason == MAX_EPOCHS:
         rate = cfg.learning_rate * cfg.finetune_learning_rate_factor
         fine_tune = cfg.model_copy(update={"learning_rate": rate, "epochs": cfg.epochs - freeze})
