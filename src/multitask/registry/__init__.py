@@ -15,7 +15,6 @@ from multitask.registry.versions import (
     CHAMPION,
     aliases,
     champion,
-    class_names,
     find_version,
     list_models,
     preprocessing,
@@ -27,7 +26,7 @@ from multitask.registry.versions import (
 )
 
 __all__ = [
-    "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "champion", "changed_sections", "class_names", "client",
+    "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "champion", "changed_sections", "client",
     "fetch", "find_version", "lineage_tags", "list_models", "load_model", "load_registered", "model_uri",
     "parse_reference", "preprocessing", "promote", "register", "resolve", "set_tags", "show", "version_matches",
 ]

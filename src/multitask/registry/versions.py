@@ -111,11 +111,6 @@ def preprocessing(version: ModelVersion) -> dict[str, Any]:
         return dict(mlflow.models.Model.load(local).metadata or {})
 
 
-def class_names(version: ModelVersion) -> list[str]:
-    """The class names a registered version was trained on."""
-    return list(preprocessing(version).get("class_names", []))
-
-
 def resolve(reference: str) -> ModelVersion:
     """`NAME@ALIAS` or `NAME/VERSION` -> the version it names now (an alias may move later)."""
     name, kind, which = parse_reference(reference)
