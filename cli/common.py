@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from multitask import workspace
 from multitask.config import RunConfig, load_config
 from multitask.datasets.spec import parse as parse_spec
 from multitask.errors import UserError, storage_problem
@@ -34,6 +35,8 @@ def quiet_environment() -> None:
     # stderr is for errors: progress (Prefect's step logs, MLflow's download bars) goes to stdout or nowhere
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # Prefect waits 20 s for its temporary server to start: too short on a busy 2-core machine (seen).
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def run_config(dataset: str | None = None, preset: str = "default", epochs: int | None = None,
@@ -54,8 +57,11 @@ def run_config(dataset: str | None = None, preset: str = "default", epochs: int 
 
 
 def run_flow(flow: Any, **parameters: Any) -> Any:
-    """Call a flow; a user error or a full disk ends the command with one line."""
+    """Call a flow; a user error or a full disk ends the command with one line.
+
+    The workspace is checked first, so a bad one fails before Prefect starts a temporary server."""
     try:
+        workspace.ensure()
         return flow(**parameters)
     except UserError as exc:
         fail(str(exc))

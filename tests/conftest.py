@@ -7,6 +7,7 @@ suite uses temporary homes and never touches the user's own Prefect profile.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,10 +27,17 @@ import pytest  # noqa: E402
 
 from multitask.config import RunConfig, load_config  # noqa: E402
 
+DATA_STEPS = ("prepare_dataset", "build_snapshot", "validate_dataset")  # the data flow's steps, in order
+
+# Tens of 32x32 images, one epoch, and the starting point's 7-layer model: most flow tests are
+# about orchestration, and the default model's graph takes twice as long to trace (about 8 s more
+# per training). tests/test_train_flow.py and the library's training tests use the default model.
 TINY = [
     "data.train_size=40", "data.validation_size=10", "data.test_size=10", "data.image_size=32",
-    "train.epochs=1", "train.batch_size=16", "evaluate.grid_size=2",
+    "train.epochs=1", "train.batch_size=16", "evaluate.grid_size=2", 'model.preset="seed"',
 ]
+DEFAULT_MODEL = 'model.preset="default"'
+
 
 
 def versions(name: str = "multitask-shapes") -> list[str]:
@@ -40,7 +48,7 @@ def versions(name: str = "multitask-shapes") -> list[str]:
 
 
 def tiny_config(*sets: str, preset: str = "default") -> RunConfig:
-    """A config that trains in seconds: tens of 32x32 images, one epoch."""
+    """A config that trains in seconds (`TINY`); `sets` come after it, so they can override it."""
     return load_config(preset, sets=[*TINY, *sets])
 
 
@@ -60,17 +68,56 @@ def prefect_server():
         yield
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty MLflow store, migrated once: a new store's schema migrations take 1-2 s each."""
+    from multitask.registry import store
+
+    home = tmp_path_factory.mktemp("empty-store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MULTITASK_HOME", str(home))
+        store.client()
+    return home / "mlflow.db"
+
+
+def _new_workspace(home: Path, empty_store: Path) -> Path:
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store, home / "mlflow.db")
+    return home
+
+
 @pytest.fixture
-def workspace(tmp_path, monkeypatch) -> Path:
-    home = tmp_path / "workspace"
+def workspace(tmp_path, monkeypatch, empty_store) -> Path:
+    home = _new_workspace(tmp_path / "workspace", empty_store)
     monkeypatch.setenv("MULTITASK_HOME", str(home))
     return home
 
 
 @pytest.fixture(scope="module")
-def module_workspace(tmp_path_factory) -> Path:
+def module_workspace(tmp_path_factory, empty_store) -> Path:
     """One workspace shared by a module's tests, so they can build on a cached baseline."""
-    home = tmp_path_factory.mktemp("workspace")
+    home = _new_workspace(tmp_path_factory.mktemp("workspace"), empty_store)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MULTITASK_HOME", str(home))
         yield home
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A tiny snapshot and the default preset's initial model, for the library's `train`."""
+    from multitask.datasets import catalog
+    from multitask.fingerprint import hash_file
+    from multitask.model import build_model
+    from multitask.pipeline import build_snapshot
+    from multitask.records import ModelRef
+
+    home = tmp_path_factory.mktemp("ws")
+    cfg = tiny_config(DEFAULT_MODEL)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MULTITASK_HOME", str(home))
+        snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, home / "snapshot")
+        model = build_model(cfg.model, 10, cfg.data.image_size)
+        path = home / "initial.keras"
+        model.save(path)
+        ref = ModelRef(path=str(path), preset="default", params=model.count_params(), fingerprint=hash_file(path))
+        yield ref, snapshot, cfg

@@ -2,6 +2,7 @@
 
 import json
 import socket
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,15 +13,11 @@ from cli import app
 from multitask import train as train_module
 from multitask.backbones import BACKBONE_LAYER, backbone
 from multitask.config import ModelConfig
-from multitask.datasets import catalog
 from multitask.errors import ConfigError
-from multitask.fingerprint import hash_file
 from multitask.model import build_model
-from multitask.pipeline import build_snapshot
-from multitask.records import ModelRef
 from multitask.train import read_history
 
-from conftest import TINY, tiny_config
+from conftest import TINY
 
 
 def _backbone_of(model: keras.Model) -> keras.Model:
@@ -62,37 +59,33 @@ def test_imagenet_weights_offline_say_which_file_and_where(monkeypatch, tmp_path
         build_model(ModelConfig(preset="mobilenet_v3_small"), 3, 32)
 
 
-@pytest.mark.slow
-def test_the_backbone_is_frozen_first_then_fine_tuned(monkeypatch, tmp_path):
-    """Two phases: heads alone (the backbone's weights do not move), then all layers."""
+def test_cli_trains_a_pretrained_preset_frozen_first_then_fine_tuned(prefect_server, workspace, monkeypatch):
+    """Two phases through the CLI: heads alone (the backbone's weights do not move), then all layers."""
     seen = []
 
     class Record(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            seen.append([w.numpy().copy() for w in _backbone_of(self.model).weights][:3])
+        def on_train_begin(self, logs=None):
+            if not seen:
+                seen.append(_first_weights(self.model))
 
-    monkeypatch.setenv("MULTITASK_HOME", str(tmp_path / "ws"))
-    cfg = tiny_config('model.preset="mobilenet_v3_small"', 'model.weights="none"', "data.image_size=32",
-                      "train.epochs=2", "train.freeze_epochs=1")
-    snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, tmp_path / "snapshot")
-    model = build_model(cfg.model, 10, 32)
-    initial = [w.numpy().copy() for w in _backbone_of(model).weights][:3]
-    model.save(tmp_path / "initial.keras")
-    ref = ModelRef(path=str(tmp_path / "initial.keras"), preset=cfg.model.preset, params=model.count_params(),
-                   fingerprint=hash_file(tmp_path / "initial.keras"))
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(_first_weights(self.model))
+
     real = train_module._callbacks
     monkeypatch.setattr(train_module, "_callbacks", lambda *args: [Record(), *real(*args)])
-    trained = train_module.train(ref, snapshot, cfg.train, tmp_path / "run")
-    assert trained.epochs == 2 and [row["epoch"] for row in read_history(trained.history_path)] == [1, 2]
-    frozen, tuned = seen
-    assert all(np.array_equal(a, b) for a, b in zip(initial, frozen))  # phase 1: the backbone did not move
-    assert not all(np.array_equal(a, b) for a, b in zip(frozen, tuned))  # phase 2: it did
-
-
-def test_cli_trains_and_registers_a_pretrained_preset(prefect_server, workspace):
-    sets = (*TINY, "data.image_size=32", 'model.preset="mobilenet_v3_small"', 'model.weights="none"')
+    sets = (*TINY, "data.image_size=32", 'model.preset="mobilenet_v3_small"', 'model.weights="none"',
+            "train.epochs=2", "train.freeze_epochs=1")
     result = CliRunner().invoke(app, ["train", "--json", *(a for s in sets for a in ("--set", s))])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["model"] == "multitask-shapes" and summary["version"] == "1"
-    assert summary["training"]["epochs"] == 1 and summary["training"]["stopped"] == "max_epochs"
+    assert summary["training"]["epochs"] == 2 and summary["training"]["stopped"] == "max_epochs"
+    history = read_history(Path(summary["run_dir"]) / "history.json")
+    assert [row["epoch"] for row in history] == [1, 2]
+    initial, frozen, tuned = seen
+    assert all(np.array_equal(a, b) for a, b in zip(initial, frozen))  # phase 1: the backbone did not move
+    assert not all(np.array_equal(a, b) for a, b in zip(frozen, tuned))  # phase 2: it did
+
+
+def _first_weights(model: keras.Model) -> list[np.ndarray]:
+    return [w.numpy().copy() for w in _backbone_of(model).weights][:3]

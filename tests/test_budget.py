@@ -17,8 +17,7 @@ from multitask.pipeline import build_snapshot
 from multitask.records import ModelRef
 from multitask.train import read_history
 
-from conftest import tiny_config
-from test_train import inputs  # noqa: F401  (a tiny snapshot and initial model)
+from conftest import DEFAULT_MODEL, tiny_config
 
 
 def test_an_untrained_box_head_covers_the_image():
@@ -41,7 +40,7 @@ def test_the_box_head_starts_on_glyphs_over_photographs(tmp_path, monkeypatch):
     """On this data the old head was pushed into inverted boxes and stayed at mean IoU 0."""
     monkeypatch.setenv("MULTITASK_HOME", str(tmp_path / "ws"))
     folder = write_folder(tmp_path / "photo", 120, style="photo")
-    cfg = tiny_config(f'data.dataset="folder:{folder}"', "train.epochs=3", "train.batch_size=8")
+    cfg = tiny_config(DEFAULT_MODEL, f'data.dataset="folder:{folder}"', "train.epochs=3", "train.batch_size=8")
     snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, tmp_path / "snapshot")
     initial = build_model(cfg.model, 10, cfg.data.image_size)
     initial.save(tmp_path / "initial.keras")
@@ -52,7 +51,7 @@ def test_the_box_head_starts_on_glyphs_over_photographs(tmp_path, monkeypatch):
     assert min(ious) > 0.05 and ious[-1] > ious[0]
 
 
-def test_a_plateau_stops_training_and_keeps_the_best_epoch(inputs, tmp_path, monkeypatch):  # noqa: F811
+def test_a_plateau_stops_training_and_keeps_the_best_epoch(inputs, tmp_path, monkeypatch):
     model_ref, snapshot, cfg = inputs
 
     def worse_every_epoch(self, epoch, logs=None):  # a validation score that only falls
@@ -67,7 +66,7 @@ def test_a_plateau_stops_training_and_keeps_the_best_epoch(inputs, tmp_path, mon
     assert [row["epoch"] for row in history["epochs"]] == [1, 2, 3]
 
 
-def test_the_time_budget_stops_before_another_epoch(inputs, tmp_path):  # noqa: F811
+def test_the_time_budget_stops_before_another_epoch(inputs, tmp_path):
     model_ref, snapshot, cfg = inputs
     budget = cfg.train.model_copy(update={"epochs": 10, "max_minutes": 0.001})
     trained = train_module.train(model_ref, snapshot, budget, tmp_path)

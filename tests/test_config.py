@@ -61,3 +61,11 @@ def test_the_default_model_name_follows_the_dataset(dataset, name):
     assert load_config(sets=[f'data.dataset="{dataset}"']).registry.model_name == name
     named = load_config(sets=[f'data.dataset="{dataset}"', 'registry.model_name="mine"'])
     assert named.registry.model_name == "mine"
+
+
+def test_multi_worker_is_refused_with_why_and_what_instead():
+    with pytest.raises(ConfigError) as refused:
+        load_config("default", sets=['train.distribute="multi_worker"'])
+    message = str(refused.value)
+    assert message.startswith('invalid config train.distribute: "multi_worker" is not supported: ')
+    assert "keras#20585" in message and 'use "mirrored"' in message

@@ -1,33 +1,19 @@
-"""Training on tiny data: resume after a crash (BackupAndRestore) and NaN handling."""
+"""Training on tiny data: resume after a crash (BackupAndRestore, DWA state included) and NaN handling."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import pytest
 
 from multitask import train as train_module
-from multitask.datasets import catalog
-from multitask.fingerprint import hash_file
-from multitask.model import build_model
-from multitask.pipeline import build_snapshot
-from multitask.records import ModelRef
+from multitask.model import load
 from multitask.train import read_history
+from multitask.weighting import WeightedMultiTask
 
-from conftest import tiny_config
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    home = tmp_path_factory.mktemp("ws")
-    cfg = tiny_config()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MULTITASK_HOME", str(home))
-        snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, home / "snapshot")
-        model = build_model(cfg.model, 10, cfg.data.image_size)
-        path = home / "initial.keras"
-        model.save(path)
-        ref = ModelRef(path=str(path), preset="default", params=model.count_params(), fingerprint=hash_file(path))
-        yield ref, snapshot, cfg
+from conftest import TINY
 
 
 class CrashAtEpoch(keras.callbacks.Callback):
@@ -40,27 +26,35 @@ class CrashAtEpoch(keras.callbacks.Callback):
             raise OSError("simulated crash")
 
 
-def test_rerun_after_a_crash_resumes_from_the_last_epoch(inputs, tmp_path, monkeypatch):
+def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state(inputs, tmp_path, monkeypatch):
     model_ref, snapshot, cfg = inputs
-    train_cfg = cfg.train.model_copy(update={"epochs": 3})
+    train_cfg = cfg.train.model_copy(update={"epochs": 3, "weighting": "dwa"})
+    trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path / "straight")
+    straight = read_history(tmp_path / "straight" / "history.json")
+    assert all({"label_weight", "box_weight"} <= set(row) for row in straight)
+    assert straight[2]["label_weight"] != 1.0  # epoch 3 is weighted by the losses of epochs 1 and 2
+    final = load(trained.model_path)
+    assert isinstance(final, WeightedMultiTask) and final.weighting == "dwa"
+
+    run_dir = tmp_path / "resumed"
     real_callbacks = train_module._callbacks
-    monkeypatch.setattr(train_module, "_callbacks",
-                        lambda *args: [CrashAtEpoch(2), *real_callbacks(*args)])
+    monkeypatch.setattr(train_module, "_callbacks", lambda *args: [CrashAtEpoch(2), *real_callbacks(*args)])
     with pytest.raises(OSError, match="simulated crash"):
-        train_module.train(model_ref, snapshot, train_cfg, tmp_path)
-    first_epochs = json.loads((tmp_path / "epochs.json").read_text())
-    assert sorted(first_epochs) == ["1", "2"] and (tmp_path / "backup").is_dir()
-    assert not (tmp_path / "model.keras").exists()  # no output that looks finished
+        train_module.train(model_ref, snapshot, train_cfg, run_dir)
+    first_epochs = json.loads((run_dir / "epochs.json").read_text())
+    assert sorted(first_epochs) == ["1", "2"] and (run_dir / "backup").is_dir()
+    assert not (run_dir / "model.keras").exists()  # no output that looks finished
 
     monkeypatch.setattr(train_module, "_callbacks", real_callbacks)
-    trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path)
-    history = read_history(tmp_path / "history.json")
+    resumed = train_module.train(model_ref, snapshot, train_cfg, run_dir)
+    history = read_history(run_dir / "history.json")
     assert [row["epoch"] for row in history] == [1, 2, 3]
     # epochs 1 and 2 were not run again: their logged timings are the first attempt's
     assert [row["train_seconds"] for row in history[:2]] == [first_epochs["1"]["train_seconds"],
                                                               first_epochs["2"]["train_seconds"]]
-    assert trained.epochs == 3 and trained.is_intact()
-    assert not (tmp_path / "backup").exists()  # cleaned once training finished
+    assert history[2]["label_weight"] == pytest.approx(straight[2]["label_weight"], rel=1e-6)  # DWA state restored
+    assert resumed.epochs == 3 and resumed.is_intact()
+    assert not (run_dir / "backup").exists()  # cleaned once training finished
 
 
 def test_diverging_loss_fails_the_run(inputs, tmp_path):
@@ -69,3 +63,51 @@ def test_diverging_loss_fails_the_run(inputs, tmp_path):
     with pytest.raises(RuntimeError, match="NaN|nan|Inf|inf"):
         train_module.train(model_ref, snapshot, diverging, tmp_path)
     assert not (tmp_path / "model.keras").exists()
+
+
+MIRRORED = """
+import json, sys
+from pathlib import Path
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from multitask import train as train_module
+from multitask.config import load_config
+from multitask.datasets import catalog
+from multitask.fingerprint import hash_file
+from multitask.model import build_model
+from multitask.pipeline import build_snapshot
+from multitask.records import ModelRef
+from multitask.train import read_history, strategy
+
+cfg, out = load_config("default", sets=json.loads(sys.argv[1])), Path(sys.argv[2])
+snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, out / "snapshot")
+build_model(cfg.model, 10, cfg.data.image_size).save(out / "initial.keras")
+ref = ModelRef(path=str(out / "initial.keras"), preset=cfg.model.preset, params=0,
+               fingerprint=hash_file(out / "initial.keras"))
+result = {"replicas": strategy("mirrored").num_replicas_in_sync}
+for kind in ("none", "mirrored"):
+    trained = train_module.train(ref, snapshot, cfg.train.model_copy(update={"distribute": kind}), out / kind)
+    result[kind] = read_history(trained.history_path)
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_training_on_two_devices_matches_one(tmp_path):
+    """Two logical CPU devices (set before TensorFlow starts, hence a process of its own): two
+    replicas really run, each on half of every batch, and learn what one device learns."""
+    sets = [*TINY, "train.epochs=2", "train.augment_scale=0.0", "train.augment_shift=0.0",
+            "train.augment_colour=0.0"]  # the seed model has no batch norm: replicas split nothing stateful
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED)
+    done = subprocess.run([sys.executable, str(script), json.dumps(sets), str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "MULTITASK_HOME": str(tmp_path / "ws")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    for one, two in zip(result["none"], result["mirrored"], strict=True):
+        for key in ("loss", "val_loss", "val_label_accuracy", "val_box_mean_iou"):
+            assert two[key] == pytest.approx(one[key], rel=1e-3, abs=1e-4), key

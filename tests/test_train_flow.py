@@ -5,27 +5,33 @@ with one change and checks which steps ran again.
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from flows.data import data_flow
 from flows.train import train_flow
 from multitask import fingerprint, registry
 from multitask.errors import DataError
 from multitask.weighting import WeightedMultiTask
 from tasks import data as data_tasks
 
-from conftest import TINY, tiny_config, versions
+from conftest import DATA_STEPS, DEFAULT_MODEL, TINY, tiny_config, versions
 
-DATA_STEPS = ("prepare_dataset", "build_snapshot", "validate_dataset")
 ALL_STEPS = (*DATA_STEPS, "build_model", "train_model", "evaluate_model", "register_model")
+
+
+def default_config(*sets: str):
+    """The product's default model: this module is the flow's end-to-end test with it."""
+    return tiny_config(DEFAULT_MODEL, *sets)
 
 
 @pytest.fixture(scope="module")
 def baseline(prefect_server, module_workspace):
-    return train_flow(config=tiny_config())
+    return train_flow(config=default_config())
 
 
 
@@ -61,13 +67,13 @@ def test_metrics_artifacts_are_published(baseline):
 
 def test_rerun_is_all_cached_and_registers_nothing(baseline):
     before = versions()
-    again = train_flow(config=tiny_config())
+    again = train_flow(config=default_config())
     assert again["steps"] == {step: "Cached" for step in ALL_STEPS}
     assert again["version"] == baseline["version"] and versions() == before
 
 
 def test_training_change_reruns_training_onward(baseline):
-    changed = train_flow(config=tiny_config('train.weighting="fixed"'))  # the default is dwa
+    changed = train_flow(config=default_config('train.weighting="fixed"'))  # the default is dwa
     assert [changed["steps"][s] for s in (*DATA_STEPS, "build_model")] == ["Cached"] * 4
     assert [changed["steps"][s] for s in ("train_model", "evaluate_model", "register_model")] == ["Completed"] * 3
     assert changed["version"] != baseline["version"]
@@ -79,7 +85,7 @@ def test_training_change_reruns_training_onward(baseline):
 
 
 def test_dataset_seed_change_is_a_miss(baseline):
-    changed = train_flow(config=tiny_config("data.seed=1"))
+    changed = train_flow(config=default_config("data.seed=1"))
     # the initial model depends on class count and image size only, so it stays cached
     assert changed["steps"].pop("build_model") == "Cached"
     assert set(changed["steps"].values()) == {"Completed"}
@@ -89,20 +95,26 @@ def test_library_source_change_misses_every_step(baseline, tmp_path, monkeypatch
     copy = tmp_path / "multitask"
     shutil.copytree(fingerprint.LIBRARY_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     (copy / "losses.py").write_text((copy / "losses.py").read_text() + "\n# edited\n")
+    # Its own records (rebuilding the baseline's would change their bytes for later tests),
+    # cached under the real code first; build_model is the baseline's, a hit for any data seed.
+    config = default_config("data.seed=6")
+    assert data_flow(config=config)["steps"] == dict.fromkeys(DATA_STEPS, "Completed")
     monkeypatch.setattr(fingerprint, "LIBRARY_DIR", copy)
-    changed = train_flow(config=tiny_config())
+    changed = train_flow(config=config)
     assert changed["steps"] == {step: "Completed" for step in ALL_STEPS}
 
 
 def test_deleted_outputs_are_recomputed_not_a_broken_hit(baseline):
-    config = tiny_config("data.seed=4")  # its own records: other tests regenerate the baseline's
-    first = train_flow(config=config)
-    snapshot_dirs = Path(first["run_dir"]).parents[1] / "build_snapshot"
-    shutil.rmtree(snapshot_dirs)
-    again = train_flow(config=config)
-    assert again["steps"]["prepare_dataset"] == "Cached"
-    assert again["steps"]["build_snapshot"] == "Completed"
-    assert any(snapshot_dirs.iterdir())
+    """The data flow's steps share the train flow's cache policy; a snapshot is enough to show it."""
+    config = default_config("data.seed=4")  # its own records and snapshot: the baseline's stay as they are
+    snapshots = Path(os.environ["MULTITASK_HOME"]) / "steps" / "build_snapshot"
+    before = set(snapshots.iterdir())
+    assert data_flow(config=config)["steps"] == dict.fromkeys(DATA_STEPS, "Completed")
+    (mine,) = set(snapshots.iterdir()) - before
+    shutil.rmtree(mine)
+    again = data_flow(config=config)
+    assert again["steps"] == dict(zip(DATA_STEPS, ["Cached", "Completed", "Completed"]))
+    assert any(mine.iterdir())
 
 
 def _fail_first_calls(monkeypatch, exc: Exception, times: int) -> list[int]:
@@ -121,22 +133,22 @@ def _fail_first_calls(monkeypatch, exc: Exception, times: int) -> list[int]:
 
 def test_transient_error_is_retried_and_the_flow_completes(baseline, monkeypatch):
     calls = _fail_first_calls(monkeypatch, OSError("disk hiccup"), times=1)
-    result = train_flow(config=tiny_config("data.seed=2"))
-    assert len(calls) == 2 and result["steps"]["prepare_dataset"] == "Completed"
+    result = data_flow(config=default_config("data.seed=2"))
+    assert len(calls) == 2 and set(result["steps"].values()) == {"Completed"}
 
 
 def test_bad_input_fails_once_without_retry(baseline, monkeypatch):
     calls = _fail_first_calls(monkeypatch, DataError("row 3: xmin >= xmax"), times=5)
     with pytest.raises(DataError, match="xmin >= xmax"):
-        train_flow(config=tiny_config("data.seed=3"))
+        data_flow(config=default_config("data.seed=3"))
     assert len(calls) == 1
 
 
 def test_cli_json_contract(baseline):
     from cli import app
 
-    expected = train_flow(config=tiny_config())  # earlier tests may have moved the latest version
-    args = ["train", "--json", *(arg for item in TINY for arg in ("--set", item))]
+    expected = train_flow(config=default_config())  # earlier tests may have moved the latest version
+    args = ["train", "--json", *(arg for item in [*TINY, DEFAULT_MODEL] for arg in ("--set", item))]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])

@@ -5,13 +5,9 @@ import keras
 import numpy as np
 import pytest
 
-from multitask import train as train_module
 from multitask.config import ModelConfig, TrainConfig
 from multitask.model import build_model, compile_model, load
-from multitask.train import read_history
 from multitask.weighting import TaskWeightLog, WeightedMultiTask
-
-from test_train import CrashAtEpoch, inputs  # noqa: F401  (inputs: a tiny snapshot and initial model)
 
 
 def _data(n=16, size=32, seed=0):
@@ -66,23 +62,3 @@ def test_dwa_lambdas_sum_to_two_after_every_epoch_of_training():
     sums = [label + box / 50.0 for label, box in zip(history["label_weight"], history["box_weight"])]
     assert sums == pytest.approx([2.0] * 4)
     assert history["label_weight"][:2] == [1.0, 1.0] and history["label_weight"][3] != 1.0
-
-
-def test_training_logs_the_weights_and_a_resume_keeps_the_dwa_state(inputs, tmp_path, monkeypatch):  # noqa: F811
-    model_ref, snapshot, cfg = inputs
-    train_cfg = cfg.train.model_copy(update={"epochs": 3, "weighting": "dwa"})
-    trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path / "straight")
-    straight = read_history(tmp_path / "straight" / "history.json")
-    assert all({"label_weight", "box_weight"} <= set(row) for row in straight)
-    assert straight[2]["label_weight"] != 1.0  # epoch 3 is weighted by the losses of epochs 1 and 2
-    final = load(trained.model_path)
-    assert isinstance(final, WeightedMultiTask) and final.weighting == "dwa"
-
-    real_callbacks = train_module._callbacks
-    monkeypatch.setattr(train_module, "_callbacks", lambda *args: [CrashAtEpoch(2), *real_callbacks(*args)])
-    with pytest.raises(OSError, match="simulated crash"):
-        train_module.train(model_ref, snapshot, train_cfg, tmp_path / "resumed")
-    monkeypatch.setattr(train_module, "_callbacks", real_callbacks)
-    train_module.train(model_ref, snapshot, train_cfg, tmp_path / "resumed")
-    resumed = read_history(tmp_path / "resumed" / "history.json")
-    assert resumed[2]["label_weight"] == pytest.approx(straight[2]["label_weight"], rel=1e-6)

@@ -36,8 +36,12 @@ def _letterbox(image: tf.Tensor, box: tf.Tensor, size: int) -> tuple[tf.Tensor, 
 
 def box_to_pixels(box, height: int, width: int, size: int, policy: str = "stretch") -> list[float]:
     """Undo `resize_example` for a predicted box: model [ymin, xmin, ymax, xmax] in [0, 1]
-    -> `[xmin, ymin, xmax, ymax]` in the original image's pixels, clipped to the image."""
-    ymin, xmin, ymax, xmax = (float(v) for v in box)
+    -> `[xmin, ymin, xmax, ymax]` in the original image's pixels, clipped to the image.
+
+    A head with four free outputs (the `seed` preset's) can predict min > max; the corners
+    are sorted, so a box is never inverted."""
+    y1, x1, y2, x2 = (float(v) for v in box)
+    ymin, ymax, xmin, xmax = min(y1, y2), max(y1, y2), min(x1, x2), max(x1, x2)
     if policy == "letterbox":
         scale = size / max(height, width)
         new_h, new_w = max(round(height * scale), 1), max(round(width * scale), 1)
