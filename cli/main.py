@@ -84,6 +84,10 @@ def compare(
     seeds: int = typer.Option(3, min=1, help="Seeds per variant."),
     variants: str = typer.Option(",".join(VARIANTS), help="Comma-separated variants to train."),
     concurrency: int = typer.Option(1, min=1, help="Trainings at once (1 on a 2-core CPU)."),
+    runner: str = typer.Option("thread", help="thread: trainings as threads of this process; dask: each in "
+                               "a Dask worker process (a local cluster of --concurrency workers)."),
+    dask_address: str | None = typer.Option(None, help="Use the Dask cluster at tcp://HOST:PORT (with "
+                                            "--runner dask); its workers need MULTITASK_HOME and PREFECT_API_URL."),
     out: Path | None = typer.Option(None, help="Also copy comparison.md/.json/.png into this folder."),
     as_json: JsonOption = False,
 ) -> None:
@@ -95,7 +99,8 @@ def compare(
         fail(str(exc))
     from flows.compare import run_compare
 
-    summary = run_flow(run_compare, config=loaded, seeds=seeds, concurrency=concurrency, variants=chosen)
+    summary = run_flow(run_compare, config=loaded, seeds=seeds, concurrency=concurrency, variants=chosen,
+                       runner=runner, dask_address=dask_address)
     if out is not None:
         summary["copied"] = _copy_report(summary, out)
     if as_json:

@@ -1,0 +1,96 @@
+"""compare on Dask: a scheduler and two workers started as processes of their own, on loopback.
+
+Each training runs alone in a worker process, so two at once give exactly what one at a time gives.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from flows.compare import run_compare
+
+from conftest import tiny_config
+
+VARIANTS = ["label-only", "uncertainty"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def dask_cluster(prefect_server, tmp_path):
+    """`tcp://127.0.0.1:PORT` of a scheduler with two one-thread workers; all stopped afterwards."""
+    from distributed import Client
+    from prefect.settings import PREFECT_API_URL
+
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    env = {**os.environ, "MULTITASK_HOME": str(tmp_path / "dask-ws"), "PREFECT_API_URL": PREFECT_API_URL.value()}
+    logs = open(tmp_path / "dask.log", "w")  # noqa: SIM115 (closed below, after the processes)
+
+    def start(module: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", f"distributed.cli.{module}", *args, "--no-dashboard"],
+                                env=env, stdout=logs, stderr=subprocess.STDOUT)
+
+    processes = [start("dask_scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1])]
+    try:
+        time.sleep(1)
+        processes += [start("dask_worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1")
+                      for _ in range(2)]
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address, tmp_path / "dask-ws"
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        logs.close()
+
+
+def _evaluations(home: Path) -> list[dict]:
+    """Every evaluation's test metrics (losses to 6 decimals), in a fixed order."""
+    reports = [json.loads(p.read_text()) for p in (home / "steps" / "evaluate_model").glob("*/metrics.json")]
+    keys = ("loss", "label_loss", "box_loss", "accuracy", "mean_iou", "iou50")
+    return sorted(({k: report[k] for k in keys} for report in reports), key=lambda m: json.dumps(m))
+
+
+def _without_times(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "train_seconds"} for row in rows]
+
+
+@pytest.mark.slow
+def test_two_dask_workers_at_once_give_exactly_what_one_thread_gives(dask_cluster, tmp_path, monkeypatch):
+    address, dask_home = dask_cluster
+    config = tiny_config("train.epochs=2", preset="seed")
+    monkeypatch.setenv("MULTITASK_HOME", str(dask_home))
+    on_dask = run_compare(config, seeds=1, variants=VARIANTS, concurrency=2, runner="dask", dask_address=address)
+    monkeypatch.setenv("MULTITASK_HOME", str(tmp_path / "thread-ws"))
+    in_order = run_compare(config, seeds=1, variants=VARIANTS, concurrency=1, runner="thread")
+
+    trainings = {k: v for k, v in on_dask["steps"].items() if k.startswith("train_model[")}
+    assert len(trainings) == 2 and set(trainings.values()) == {"Completed"}
+    worker_logs = (tmp_path / "dask.log").read_text()  # the workers' output, not this process's
+    assert worker_logs.count("Task run 'train_model-") >= 2 and "Finished in state Completed" in worker_logs
+    assert _without_times(on_dask["rows"]) == _without_times(in_order["rows"])
+    assert len(_evaluations(dask_home)) == 2
+    assert _evaluations(dask_home) == _evaluations(tmp_path / "thread-ws")
+
+
+def test_a_dask_address_without_the_dask_runner_is_one_line():
+    result = CliRunner().invoke(app, ["compare", "--dask-address", "tcp://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: --dask-address needs --runner dask"
