@@ -146,6 +146,28 @@ def predict(
                    f"box {box['xmin']:.1f},{box['ymin']:.1f},{box['xmax']:.1f},{box['ymax']:.1f}")
 
 
+@app.command()
+def export(
+    model: str = typer.Option("multitask-shapes@champion", help="NAME@ALIAS or NAME/VERSION."),
+    fmt: str = typer.Option(..., "--format", help="saved_model: takes encoded image bytes, returns class "
+                            "scores and the box in pixels; tflite: takes the resized image (float32)."),
+    out: Path = typer.Option(..., help="Folder to write (replaced whole)."),
+) -> None:
+    """A registered model as a TF SavedModel or TFLite file, with its preprocessing.json."""
+    quiet_environment()
+    from multitask import registry
+    from multitask.export import FORMATS
+    from multitask.export import export as write_export
+
+    if fmt not in FORMATS:
+        fail(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    try:
+        loaded, metadata = registry.load_registered(model)
+        typer.echo(str(write_export(loaded, metadata, fmt, out)))
+    except UserError as exc:
+        fail(str(exc))
+
+
 @app.command("evaluate")
 def evaluate_command(
     model: str = typer.Option(..., help="NAME@ALIAS or NAME/VERSION."),

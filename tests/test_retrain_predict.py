@@ -153,3 +153,22 @@ def test_cli_evaluate_a_registered_model(first):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])["metrics"]
     assert set(metrics) >= {"accuracy", "mean_iou", "iou50", "loss"}
+
+
+def test_cli_exports_a_registered_model_that_answers_like_predict(first, tmp_path):
+    import tensorflow as tf
+
+    image = tmp_path / "images" / "one.png"
+    image.parent.mkdir()
+    Image.new("RGB", (90, 40), (30, 160, 60)).save(image)
+    result = CliRunner().invoke(app, ["export", "--model", "multitask-shapes@champion", "--format", "saved_model",
+                                      "--out", str(tmp_path / "exported")])
+    assert result.exit_code == 0, result.output
+    serve = tf.saved_model.load(str(tmp_path / "exported")).signatures["serving_default"]
+    answer = serve(images=tf.constant([image.read_bytes()]))
+    predicted = CliRunner().invoke(app, ["predict", str(image), "--json"])
+    [row] = json.loads(predicted.stdout.strip().splitlines()[-1])
+    assert CLASS_NAMES[int(np.argmax(answer["label_scores"][0]))] == row["label"]
+    assert float(np.max(answer["label_scores"][0])) == pytest.approx(row["score"], abs=1e-4)
+    box = [row["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")]
+    assert box == pytest.approx(answer["box"][0].numpy(), abs=0.006)

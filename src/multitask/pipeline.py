@@ -34,25 +34,33 @@ def _letterbox(image: tf.Tensor, box: tf.Tensor, size: int) -> tuple[tf.Tensor, 
     return padded, (box * extent + offset) / size
 
 
-def box_to_pixels(box, height: int, width: int, size: int, policy: str = "stretch") -> list[float]:
-    """Undo `resize_example` for a predicted box: model [ymin, xmin, ymax, xmax] in [0, 1]
-    -> `[xmin, ymin, xmax, ymax]` in the original image's pixels, clipped to the image.
+def pixel_boxes(boxes, shapes, size: int, policy: str = "stretch") -> tf.Tensor:
+    """Undo `resize_example` for predicted boxes: model [ymin, xmin, ymax, xmax] in [0, 1]
+    (N x 4) and original (height, width) (N x 2) -> [xmin, ymin, xmax, ymax] in each original
+    image's pixels, clipped to it. TensorFlow ops, so exported models run the same code.
 
     A head with four free outputs (the `seed` preset's) can predict min > max; the corners
     are sorted, so a box is never inverted."""
-    y1, x1, y2, x2 = (float(v) for v in box)
-    ymin, ymax, xmin, xmax = min(y1, y2), max(y1, y2), min(x1, x2), max(x1, x2)
-    if policy == "letterbox":
-        scale = size / max(height, width)
-        new_h, new_w = max(round(height * scale), 1), max(round(width * scale), 1)
-        top, left = (size - new_h) // 2, (size - new_w) // 2
+    y1, x1, y2, x2 = tf.unstack(tf.cast(boxes, tf.float32), axis=-1)
+    ymin, ymax, xmin, xmax = tf.minimum(y1, y2), tf.maximum(y1, y2), tf.minimum(x1, x2), tf.maximum(x1, x2)
+    height, width = tf.unstack(tf.cast(shapes, tf.float32), axis=-1)
+    if policy == "letterbox":  # the inverse of `_letterbox`
+        scale = size / tf.maximum(height, width)
+        new_h, new_w = tf.maximum(tf.round(height * scale), 1.0), tf.maximum(tf.round(width * scale), 1.0)
+        top, left = tf.floor((size - new_h) / 2), tf.floor((size - new_w) / 2)
         ymin, ymax = ((v * size - top) / new_h for v in (ymin, ymax))
         xmin, xmax = ((v * size - left) / new_w for v in (xmin, xmax))
 
-    def clip(v: float, limit: int) -> float:
-        return round(min(max(v * limit, 0.0), float(limit)), 2)
+    def clip(v: tf.Tensor, limit: tf.Tensor) -> tf.Tensor:
+        return tf.clip_by_value(v * limit, 0.0, limit)
 
-    return [clip(xmin, width), clip(ymin, height), clip(xmax, width), clip(ymax, height)]
+    return tf.stack([clip(xmin, width), clip(ymin, height), clip(xmax, width), clip(ymax, height)], axis=-1)
+
+
+def box_to_pixels(box, height: int, width: int, size: int, policy: str = "stretch") -> list[float]:
+    """`pixel_boxes` for one box, rounded to 1/100 pixel: `[xmin, ymin, xmax, ymax]`."""
+    pixels = pixel_boxes([box], [[height, width]], size, policy)[0].numpy()
+    return [round(float(v), 2) for v in pixels]
 
 
 def resize_example(example: dict, image_size: int, policy: str = "stretch") -> dict:

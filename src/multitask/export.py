@@ -1,0 +1,68 @@
+"""Exports for serving without this project: a TF SavedModel that takes encoded image bytes,
+and a TFLite model that takes the resized, normalised image.
+
+TFLite's `serving_default` signature is the Keras model's: input `image` (1 x S x S x 3 floats in
+[0, 1], resized by the policy in `preprocessing.json`), outputs `label` (class scores) and `box`
+(ymin, xmin, ymax, xmax in [0, 1] of that input).
+
+The SavedModel's `serving_default` signature runs, inside the graph, what `multitask predict`
+runs around the Keras model: decode, the training resize policy, normalisation, and boxes back
+to each original image's pixels (`pipeline.pixel_boxes`). TensorFlow decodes the bytes, so a
+JPEG's EXIF orientation is not applied (`multitask predict` applies it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from multitask import atomic
+from multitask.errors import ConfigError
+from multitask.pipeline import normalise, pixel_boxes, resize_example
+
+FORMATS = ("saved_model", "tflite")
+
+
+class ImageServing(tf.Module):
+    """`serve(images)`: a batch of encoded PNG/JPEG/BMP/GIF bytes -> `label_scores` (N x classes)
+    and `box` (N x 4: xmin, ymin, xmax, ymax in pixels of each image)."""
+
+    def __init__(self, model: keras.Model, size: int, policy: str):
+        super().__init__()
+        self.model, self.size, self.policy = model, size, policy
+
+    def _prepare(self, encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        example = {"image": image, "label": 0, "bbox": tf.zeros(4), "filename": ""}
+        return normalise(resize_example(example, self.size, self.policy)["image"]), tf.shape(image)[:2]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        specs = (tf.TensorSpec([self.size, self.size, 3], tf.float32), tf.TensorSpec([2], tf.int32))
+        batch, shapes = tf.map_fn(self._prepare, images, fn_output_signature=specs)
+        outputs = self.model(batch, training=False)
+        return {"label_scores": outputs["label"], "box": pixel_boxes(outputs["box"], shapes, self.size, self.policy)}
+
+
+def export(model: keras.Model, metadata: dict[str, Any], fmt: str, out: Path) -> Path:
+    """Write `model` as `fmt` into the folder `out` (replaced whole, never half-written);
+    `metadata` is the registry's preprocessing (`class_names`, `image_size`, `resize`)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    size, policy = int(metadata["image_size"]), metadata.get("resize", "stretch")
+    with atomic.replace_dir(out) as tmp:
+        if fmt == "saved_model":
+            serving = ImageServing(model, size, policy)
+            tf.saved_model.save(serving, str(tmp), signatures={"serving_default": serving.serve})
+        else:
+            # From the Keras model itself: through a concrete function, Keras 3's variables came
+            # out uninitialised (every output NaN, checked with TF 2.21).
+            converter = tf.lite.TFLiteConverter.from_keras_model(model)
+            # custom layers may need ops beyond TFLite's builtins (TensorFlow's own interpreter has them)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+            (tmp / "model.tflite").write_bytes(converter.convert())
+        atomic.write_json(tmp / "preprocessing.json", metadata)
+    return out
