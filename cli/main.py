@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from cli import data, models
+from cli import data, models, serving
 from cli.common import (
     ConfigOption,
     DatasetOption,
@@ -34,6 +34,8 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_comp
                   help="Multi-task (class + box) Keras models as cached Prefect flows with an MLflow registry.")
 app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
+app.command()(serving.serve)
+app.command()(serving.export)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -144,28 +146,6 @@ def predict(
         box = row["box"]
         typer.echo(f"{row['image']}: {row['label']} {row['score']:.3f} "
                    f"box {box['xmin']:.1f},{box['ymin']:.1f},{box['xmax']:.1f},{box['ymax']:.1f}")
-
-
-@app.command()
-def export(
-    model: str = typer.Option("multitask-shapes@champion", help="NAME@ALIAS or NAME/VERSION."),
-    fmt: str = typer.Option(..., "--format", help="saved_model: takes encoded image bytes, returns class "
-                            "scores and the box in pixels; tflite: takes the resized image (float32)."),
-    out: Path = typer.Option(..., help="Folder to write (replaced whole)."),
-) -> None:
-    """A registered model as a TF SavedModel or TFLite file, with its preprocessing.json."""
-    quiet_environment()
-    from multitask import registry
-    from multitask.export import FORMATS
-    from multitask.export import export as write_export
-
-    if fmt not in FORMATS:
-        fail(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
-    try:
-        loaded, metadata = registry.load_registered(model)
-        typer.echo(str(write_export(loaded, metadata, fmt, out)))
-    except UserError as exc:
-        fail(str(exc))
 
 
 @app.command("evaluate")

@@ -172,3 +172,82 @@ def test_cli_exports_a_registered_model_that_answers_like_predict(first, tmp_pat
     assert float(np.max(answer["label_scores"][0])) == pytest.approx(row["score"], abs=1e-4)
     box = [row["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")]
     assert box == pytest.approx(answer["box"][0].numpy(), abs=0.006)
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_scoring_server_answers_images_as_predict_does(first, tmp_path):
+    """`multitask serve` (MLflow's scoring server) on loopback: started, asked, compared, stopped."""
+    import base64
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    paths = [tmp_path / "wide.png", tmp_path / "tall.jpg"]
+    Image.new("RGB", (90, 40), (30, 160, 60)).save(paths[0])
+    Image.new("RGB", (30, 70), (200, 40, 90)).save(paths[1])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()[-3000:]
+                time.sleep(1)
+        url = f"http://127.0.0.1:{port}/invocations"
+        images = [[base64.b64encode(p.read_bytes()).decode()] for p in paths]
+        status, answer = _post(url, {"dataframe_split": {"columns": ["image"], "data": images}})
+        assert status == 200, answer
+        expected = predict(registry.load_model("multitask-shapes@champion"), paths,
+                           registry.load_registered("multitask-shapes@champion")[1])
+        assert answer["predictions"] == [{"label": row["label"], "score": row["score"], **row["box"]}
+                                         for row in expected]
+
+        status, refused = _post(url, {"dataframe_split": {"columns": ["image"], "data": [["bm90IGFuIGltYWdl"]]}})
+        assert status == 400 and "row 0" in refused["message"] and "Traceback" not in refused["message"]
+        status, refused = _post(url, {"dataframe_split": {"columns": ["picture"], "data": images}})
+        assert status == 400 and "missing inputs ['image']" in refused["message"]  # MLflow's schema check
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def test_the_pyfunc_model_answers_in_python_too(first, tmp_path):
+    import base64
+
+    import mlflow
+    import pandas as pd
+
+    image = tmp_path / "one.png"
+    Image.new("RGB", (50, 80), (10, 90, 200)).save(image)
+    registry.client()
+    loaded = mlflow.pyfunc.load_model("models:/multitask-shapes@champion")
+    frame = pd.DataFrame({"image": [base64.b64encode(image.read_bytes()).decode()]})
+    [row] = predict(registry.load_model("multitask-shapes@champion"), [image],
+                    registry.load_registered("multitask-shapes@champion")[1])
+    assert loaded.predict(frame) == [{"label": row["label"], "score": row["score"], **row["box"]}]

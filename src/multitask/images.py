@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,19 +22,23 @@ _EXIF_ORIENTATION = 0x0112
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
+def _where(path: Path | BinaryIO) -> str:
+    return str(path) if isinstance(path, Path) else getattr(path, "name", "image bytes")
+
+
+def _open(path: Path | BinaryIO, max_pixels: int) -> Image.Image:
     """Open (headers only) and refuse an image whose declared size is over `max_pixels`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
         try:
             image = Image.open(path)
         except Image.DecompressionBombError as exc:  # over Pillow's hard limit, above ours
-            raise DataError(f"{path} declares more than {PILLOW_MAX_PIXELS:,} pixels, over the limit "
+            raise DataError(f"{_where(path)} declares more than {PILLOW_MAX_PIXELS:,} pixels, over the limit "
                             f"of {max_pixels:,} (data.max_pixels)") from exc
     width, height = image.size
     if width * height > max_pixels:
         image.close()
-        raise DataError(f"{path} declares {width}x{height} = {width * height:,} pixels, over the limit "
+        raise DataError(f"{_where(path)} declares {width}x{height} = {width * height:,} pixels, over the limit "
                         f"of {max_pixels:,} (data.max_pixels)")
     return image
 
@@ -69,8 +74,9 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def load_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an image upright (EXIF applied) as uint8 RGB; one clear `DataError` if it cannot be."""
+def load_rgb(path: Path | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an image (a file, or bytes in a file object whose `name` says where they came from)
+    upright (EXIF applied) as uint8 RGB; one clear `DataError` if it cannot be."""
     try:
         with _open(path, max_pixels) as image:
             image.load()  # a truncated file fails here, not later inside TensorFlow
@@ -78,4 +84,4 @@ def load_rgb(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     except DataError:
         raise
     except _DECODE_ERRORS as exc:
-        raise DataError(f"cannot decode image {path}: {exc}") from exc
+        raise DataError(f"cannot decode image {_where(path)}: {exc}") from exc

@@ -26,21 +26,30 @@ def _model_input(image: np.ndarray, size: int, policy: str) -> np.ndarray:
 
 def predict(model: keras.Model, paths: list[Path], metadata: dict[str, Any], batch_size: int = 64) -> list[dict]:
     """One dict per image: `image`, `label`, `score`, `box` {xmin, ymin, xmax, ymax} in pixels."""
-    names, size, policy = metadata["class_names"], int(metadata["image_size"]), metadata.get("resize", "stretch")
     results = []
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        images = []
         for path in chunk:
             if not Path(path).is_file():
                 raise DataError(f"image {path} does not exist")
-            images.append(load_rgb(Path(path)))
-        batch = np.stack([_model_input(image, size, policy) for image in images])
+        rows = predict_images(model, [load_rgb(Path(path)) for path in chunk], metadata, batch_size)
+        results += [{"image": str(path), **row} for path, row in zip(chunk, rows)]
+    return results
+
+
+def predict_images(model: keras.Model, images: list[np.ndarray], metadata: dict[str, Any],
+                   batch_size: int = 64) -> list[dict]:
+    """`predict` for decoded RGB images: `label`, `score`, `box` per image (the served model's path too)."""
+    names, size, policy = metadata["class_names"], int(metadata["image_size"]), metadata.get("resize", "stretch")
+    results = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start:start + batch_size]
+        batch = np.stack([_model_input(image, size, policy) for image in chunk])
         outputs = model.predict(normalise(batch), verbose=0)
-        for path, image, probs, box in zip(chunk, images, outputs["label"], outputs["box"]):
+        for image, probs, box in zip(chunk, outputs["label"], outputs["box"]):
             label = int(np.argmax(probs))
             xmin, ymin, xmax, ymax = box_to_pixels(box, image.shape[0], image.shape[1], size, policy)
-            results.append({"image": str(path), "label": names[label], "score": round(float(probs[label]), 4),
+            results.append({"label": names[label], "score": round(float(probs[label]), 4),
                             "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax}})
     return results
 

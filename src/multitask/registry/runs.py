@@ -8,17 +8,18 @@ from typing import Any
 
 import keras
 import mlflow
-import numpy as np
 import tensorflow as tf
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import ModelSignature, infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 
 from multitask.config import RunConfig
 from multitask.model import load
 from multitask.records import EvalReport, ModelVersion, TrainedModelRef
 from multitask.registry.store import client, experiment_id
 from multitask.registry.versions import TRAIN_FINGERPRINT_TAG, ensure_aliases, find_version, record
+from multitask.serving import COLUMN, ImagePredictor
 from multitask.train import read_history
 
 
@@ -32,12 +33,8 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _signature(model: keras.Model) -> ModelSignature:
-    """Input: float32 images in [0, 1]; outputs: class probabilities and a [0, 1] box."""
-    sample = np.zeros((1, *model.input_shape[1:]), dtype="float32")
-    outputs = model.predict(sample, verbose=0)
-    return infer_signature(sample, {name: np.asarray(value) for name, value in outputs.items()})
-
+# The served model takes one string column of base64 image bytes (see multitask.serving).
+SIGNATURE = ModelSignature(inputs=Schema([ColSpec("string", COLUMN)]))
 
 def register(
     trained: TrainedModelRef,
@@ -74,8 +71,9 @@ def register(
             mlflow.log_artifact(str(path))
         # Explicit requirements: MLflow's inference imports the model in a subprocess (slow).
         requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-        info = mlflow.keras.log_model(model, name="model", pip_requirements=requirements,
-                                      signature=_signature(model), metadata=preprocessing)
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=ImagePredictor(), artifacts={"keras_model": trained.model_path},
+            model_config=preprocessing, metadata=preprocessing, signature=SIGNATURE, pip_requirements=requirements)
     version_tags = {
         **tags,
         TRAIN_FINGERPRINT_TAG: trained.fingerprint,

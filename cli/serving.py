@@ -1,0 +1,62 @@
+"""`multitask serve|export`: a registered model used outside this project (MLflow's scoring
+server, a TF SavedModel, a TFLite file); nothing here serves requests itself."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from cli.common import fail, quiet_environment
+from multitask.errors import UserError
+
+ModelOption = typer.Option("multitask-shapes@champion", help="NAME@ALIAS or NAME/VERSION.")
+
+
+def serve(
+    model: str = ModelOption,
+    port: int = typer.Option(5001, min=1, max=65535, help="Port of the scoring server."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+) -> None:
+    """MLflow's scoring server for a registered model: POST /invocations with
+    {"dataframe_split": {"columns": ["image"], "data": [["<base64 image bytes>"], ...]}}."""
+    quiet_environment()
+    from multitask import registry, workspace
+
+    try:
+        version = registry.resolve(model)  # one line for an unknown model, before MLflow starts
+    except UserError as exc:
+        fail(str(exc))
+    uri = f"models:/{version.name}/{version.version}"
+    typer.echo(f"serving {model} (version {version.version}) on http://{host}:{port}/invocations")
+    sys.stdout.flush()  # before this process becomes MLflow's
+    # MLflow starts `uvicorn` by name: this Python's scripts folder first, even if not activated.
+    scripts = os.path.dirname(sys.executable)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": workspace.tracking_uri(),
+           "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")])}
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+               "--host", host, "--port", str(port)]
+    os.execvpe(sys.executable, command, env)
+
+
+def export(
+    model: str = ModelOption,
+    fmt: str = typer.Option(..., "--format", help="saved_model: takes encoded image bytes, returns class "
+                            "scores and the box in pixels; tflite: takes the resized image (float32)."),
+    out: Path = typer.Option(..., help="Folder to write (replaced whole)."),
+) -> None:
+    """A registered model as a TF SavedModel or TFLite file, with its preprocessing.json."""
+    quiet_environment()
+    from multitask import registry
+    from multitask.export import FORMATS
+    from multitask.export import export as write_export
+
+    if fmt not in FORMATS:
+        fail(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    try:
+        loaded, metadata = registry.load_registered(model)
+        typer.echo(str(write_export(loaded, metadata, fmt, out)))
+    except UserError as exc:
+        fail(str(exc))
