@@ -29,7 +29,8 @@ class ImagePredictor(PythonModel):
         self.model = load(context.artifacts["keras_model"], compile=False)
         self.metadata = dict(context.model_config)
 
-    # No type hints on `model_input`: MLflow would read them as an input schema (ours is the signature).
+    # No type hints: MLflow would read them as the input schema (the registered signature is ours).
+    # MLflow then warns once per process that they are missing; its own "once" filter wins over ours.
     def predict(self, context, model_input, params=None):
         from multitask.predict import predict_images
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,11 @@ def register(
             mlflow.log_artifact(str(path))
         # Explicit requirements: MLflow's inference imports the model in a subprocess (slow).
         requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=ImagePredictor(), artifacts={"keras_model": trained.model_path},
-            model_config=preprocessing, metadata=preprocessing, signature=SIGNATURE, pip_requirements=requirements)
+        with warnings.catch_warnings():  # an input example would need an image; the signature says the input
+            warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=ImagePredictor(), artifacts={"keras_model": trained.model_path},
+                model_config=preprocessing, metadata=preprocessing, signature=SIGNATURE, pip_requirements=requirements)
     version_tags = {
         **tags,
         TRAIN_FINGERPRINT_TAG: trained.fingerprint,
