@@ -50,12 +50,11 @@ def export(
     """A registered model as a TF SavedModel or TFLite file, with its preprocessing.json."""
     quiet_environment()
     from multitask import registry
-    from multitask.export import FORMATS
+    from multitask.export import check_format
     from multitask.export import export as write_export
 
-    if fmt not in FORMATS:
-        fail(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     try:
+        check_format(fmt)  # before the model is fetched
         loaded, metadata = registry.load_registered(model)
         typer.echo(str(write_export(loaded, metadata, fmt, out)))
     except UserError as exc:

@@ -47,11 +47,15 @@ class ImageServing(tf.Module):
         return {"label_scores": outputs["label"], "box": pixel_boxes(outputs["box"], shapes, self.size, self.policy)}
 
 
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+
+
 def export(model: keras.Model, metadata: dict[str, Any], fmt: str, out: Path) -> Path:
     """Write `model` as `fmt` into the folder `out` (replaced whole, never half-written);
     `metadata` is the registry's preprocessing (`class_names`, `image_size`, `resize`)."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
+    check_format(fmt)
     size, policy = int(metadata["image_size"]), metadata.get("resize", "stretch")
     with atomic.replace_dir(out) as tmp:
         if fmt == "saved_model":
