@@ -62,7 +62,7 @@ def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state
     assert [row["train_seconds"] for row in history[:2]] == [first_epochs["1"]["train_seconds"],
                                                               first_epochs["2"]["train_seconds"]]
     # The DWA state came back with the backup: epoch 3's weight follows from the first attempt's
-    # epochs 1 and 2 (not the straight run's: two runs of the same epochs differed by 0.8% under load).
+    # epochs 1 and 2 (not the straight run's: once, in make test, two runs' epochs 1-2 differed by 0.8%).
     assert history[2]["label_weight"] == pytest.approx(_dwa_label_weight(history[:2], train_cfg), rel=1e-5)
     assert resumed.epochs == 3 and resumed.is_intact()
     assert not (run_dir / "backup").exists()  # cleaned once training finished
