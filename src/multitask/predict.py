@@ -45,7 +45,7 @@ def predict_images(model: keras.Model, images: list[np.ndarray], metadata: dict[
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
         batch = np.stack([_model_input(image, size, policy) for image in chunk])
-        outputs = model.predict(normalise(batch), verbose=0)
+        outputs = model.predict_on_batch(normalise(batch))  # predict() costs ~0.1 s per call in set-up
         for image, probs, box in zip(chunk, outputs["label"], outputs["box"]):
             label = int(np.argmax(probs))
             xmin, ymin, xmax, ymax = box_to_pixels(box, image.shape[0], image.shape[1], size, policy)
