@@ -81,7 +81,7 @@ def main() -> None:
     from multitask import registry
     from multitask.export import export
     from multitask.images import load_rgb
-    from multitask.pipeline import normalise, resize_example
+    from multitask.pipeline import normalise, resize_image
     from multitask.predict import predict_images
 
     rng = np.random.default_rng(0)
@@ -117,8 +117,7 @@ def main() -> None:
     out = export(model, metadata, "tflite", home / "tflite")
     run = tf.lite.Interpreter(model_path=str(out / "model.tflite")).get_signature_runner()
     size, policy = int(metadata["image_size"]), metadata.get("resize", "stretch")
-    example = {"image": decoded[0], "label": 0, "bbox": np.zeros(4, np.float32), "filename": ""}
-    image = normalise(resize_example(example, size, policy)["image"]).numpy()[None]
+    image = normalise(resize_image(decoded[0], size, policy)).numpy()[None]
     result["tflite_single"] = _summary(_timed(lambda: run(image=image), 10 * args.requests), 1)
     print(json.dumps(result))
 

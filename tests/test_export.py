@@ -13,7 +13,7 @@ from multitask.config import ModelConfig
 from multitask.export import export
 from multitask.images import load_rgb
 from multitask.model import build_model
-from multitask.pipeline import normalise, resize_example
+from multitask.pipeline import normalise, resize_image
 from multitask.predict import predict
 
 
@@ -33,8 +33,7 @@ def images(tmp_path):
 
 
 def _model_input(path, policy):
-    example = {"image": load_rgb(path), "label": 0, "bbox": np.zeros(4, np.float32), "filename": ""}
-    return normalise(resize_example(example, 32, policy)["image"]).numpy()
+    return normalise(resize_image(load_rgb(path), 32, policy)).numpy()
 
 
 @pytest.mark.slow

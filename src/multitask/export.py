@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from multitask import atomic
 from multitask.errors import ConfigError
-from multitask.pipeline import normalise, pixel_boxes, resize_example
+from multitask.pipeline import normalise, pixel_boxes, resize_image
 
 FORMATS = ("saved_model", "tflite")
 
@@ -36,8 +36,7 @@ class ImageServing(tf.Module):
 
     def _prepare(self, encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
-        example = {"image": image, "label": 0, "bbox": tf.zeros(4), "filename": ""}
-        return normalise(resize_example(example, self.size, self.policy)["image"]), tf.shape(image)[:2]
+        return normalise(resize_image(image, self.size, self.policy)), tf.shape(image)[:2]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serve(self, images: tf.Tensor) -> dict[str, tf.Tensor]:

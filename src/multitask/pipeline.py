@@ -81,6 +81,12 @@ def resize_example(example: dict, image_size: int, policy: str = "stretch") -> d
     }
 
 
+def resize_image(image, image_size: int, policy: str = "stretch") -> tf.Tensor:
+    """One image without a box (prediction, serving) through `resize_example`: uint8 [S, S, 3]."""
+    example = {"image": image, "label": 0, "bbox": tf.zeros(4), "filename": ""}
+    return resize_example(example, image_size, policy)["image"]
+
+
 def _count(ds: tf.data.Dataset) -> tuple[int, int]:
     """(all examples, kept examples) of a split, reading labels and boxes only."""
     total, kept = ds.reduce((0, 0), lambda acc, ex: (acc[0] + 1, acc[1] + tf.cast(ex["keep"], tf.int32)))

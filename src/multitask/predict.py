@@ -14,14 +14,9 @@ import numpy as np
 
 from multitask.errors import DataError
 from multitask.images import load_rgb
-from multitask.pipeline import box_to_pixels, normalise, resize_example
+from multitask.pipeline import box_to_pixels, normalise, resize_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
-
-
-def _model_input(image: np.ndarray, size: int, policy: str) -> np.ndarray:
-    example = {"image": image, "label": 0, "bbox": np.zeros(4, np.float32), "filename": ""}
-    return resize_example(example, size, policy)["image"].numpy()
 
 
 def predict(model: keras.Model, paths: list[Path], metadata: dict[str, Any], batch_size: int = 64) -> list[dict]:
@@ -44,7 +39,7 @@ def predict_images(model: keras.Model, images: list[np.ndarray], metadata: dict[
     results = []
     for start in range(0, len(images), batch_size):
         chunk = images[start:start + batch_size]
-        batch = np.stack([_model_input(image, size, policy) for image in chunk])
+        batch = np.stack([resize_image(image, size, policy).numpy() for image in chunk])
         outputs = model.predict_on_batch(normalise(batch))  # predict() costs ~0.1 s per call in set-up
         for image, probs, box in zip(chunk, outputs["label"], outputs["box"]):
             label = int(np.argmax(probs))
