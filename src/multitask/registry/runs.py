@@ -86,7 +86,9 @@ def register(
         **{f"test_{k}": str(v) for k, v in report.metrics.items()},
     }
     _ensure_registered_model(c, name)
-    mv = c.create_model_version(name, source=info.model_uri, run_id=run.info.run_id, tags=version_tags)
+    # model_id: a tracking server refuses a `models:/m-...` source without it (sqlite accepts both)
+    mv = c.create_model_version(name, source=info.model_uri, run_id=run.info.run_id, tags=version_tags,
+                                model_id=info.model_id)
     ensure_aliases(c, name, mv.version, first_is_champion)
     return record(c, name, mv.version, run.info.run_id)
 

@@ -54,12 +54,14 @@ def client() -> MlflowClient:
 
 
 def experiment_id(c: MlflowClient, name: str) -> str:
-    """One experiment per model name; artifacts go to the workspace, not `./mlruns`."""
+    """One experiment per model name. With the workspace's store, artifacts go to the workspace
+    (not `./mlruns`); a tracking server keeps them where it was told (served through it)."""
     experiment = c.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    local = c.tracking_uri.startswith("sqlite:")
     try:
-        return c.create_experiment(name, artifact_location=f"{workspace.artifacts_uri()}/{name}")
+        return c.create_experiment(name, artifact_location=f"{workspace.artifacts_uri()}/{name}" if local else None)
     except MlflowException:  # a concurrent run created it first
         created = c.get_experiment_by_name(name)
         if created is None:

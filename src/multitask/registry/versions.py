@@ -89,14 +89,16 @@ def find_version(name: str, tags: dict[str, str]) -> ModelVersion | None:
 
 
 def champion(name: str) -> ModelVersion | None:
+    """The champion, or None. Read from the model's aliases: a model without that alias answers
+    INVALID_PARAMETER_VALUE, not "does not exist", to `get_model_version_by_alias`."""
     c = client()
     try:
-        mv = c.get_model_version_by_alias(name, CHAMPION)
+        version = c.get_registered_model(name).aliases.get(CHAMPION)
     except MlflowException as exc:
         if _missing(exc):
             return None
         raise
-    return record(c, name, mv.version, mv.run_id)
+    return None if version is None else record(c, name, version, c.get_model_version(name, version).run_id)
 
 
 def preprocessing(version: ModelVersion) -> dict[str, Any]:

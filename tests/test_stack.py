@@ -1,0 +1,206 @@
+"""The team stack (deployments/stack/up.sh): PostgreSQL, a Prefect server and an MLflow tracking
+server on it, and a process worker, all real, on 127.0.0.1, started once for this module.
+
+The flow runs are the worker's: deployed with `prefect deploy --all`, run from the server,
+registered through the MLflow server and read back through its REST API.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / "deployments" / "stack"
+LOAD_RUNS = 8
+
+
+def _stack_module():
+    spec = importlib.util.spec_from_file_location("stack", STACK / "stack.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _exports(stdout: str) -> dict[str, str]:
+    """What `eval "$(up.sh DIR)"` sets, evaluated by bash as a user's shell would."""
+    shown = subprocess.run(["bash", "-c", 'eval "$1" && env -0', "_", stdout], capture_output=True,
+                           check=True).stdout.decode()
+    names = [line.split("=", 1)[0].removeprefix("export ") for line in stdout.splitlines()]
+    values = dict(item.split("=", 1) for item in shown.split("\0") if "=" in item)
+    return {name: values[name] for name in names}
+
+
+@pytest.fixture(scope="module")
+def stack():
+    # Not under pytest's tmp (mode 700): as root, PostgreSQL runs as `nobody`, who must enter DIR.
+    root = Path(tempfile.mkdtemp(prefix="multitask-stack-"))
+    python = {"PYTHON": sys.executable}
+    started = time.monotonic()
+    up = subprocess.run([str(STACK / "up.sh"), str(root)], capture_output=True, text=True, timeout=420,
+                        env={**os.environ, **python})
+    try:
+        assert up.returncode == 0, up.stderr + "".join(p.read_text()[-3000:] for p in (root / "logs").glob("*"))
+        print(f"stack up in {time.monotonic() - started:.1f} s")
+        yield _stack_module().Stack(root), up, _exports(up.stdout)
+    finally:
+        subprocess.run([str(STACK / "down.sh"), str(root)], timeout=180, env={**os.environ, **python})
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _secrets(stack) -> dict[str, str]:
+    return {p.name: p.read_text() for p in stack.secrets.iterdir()}
+
+
+def test_up_prints_exports_and_keeps_secrets_to_files(stack):
+    st, up, env = stack
+    assert set(env) == {"PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI",
+                        "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+    assert env["PREFECT_API_URL"].startswith("http://127.0.0.1:")
+    assert env["MLFLOW_TRACKING_URI"].startswith("http://127.0.0.1:")
+    assert env["PREFECT_API_AUTH_STRING"] == st.secret("prefect_auth")
+    assert stat.S_IMODE(st.secrets.stat().st_mode) == 0o700
+    shown = up.stdout + up.stderr + "".join(p.read_text(errors="replace") for p in st.logs.iterdir())
+    for name, value in _secrets(st).items():
+        assert stat.S_IMODE((st.secrets / name).stat().st_mode) == 0o600, name
+        if name != "mlflow_auth.ini":
+            assert value not in shown, f"the secret {name} was printed or logged"
+
+
+def test_postgres_listens_on_loopback_with_a_password(stack):
+    import psycopg2
+
+    st, _, _ = stack
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(st.db_url("postgres").replace(st.secret("pg_password"), "wrong"))
+    conn = psycopg2.connect(st.db_url("postgres"))
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW listen_addresses")
+            assert cur.fetchone()[0] == "127.0.0.1"
+    finally:
+        conn.close()
+
+
+def _status(url: str, authorization: str | None = None, body: bytes | None = None) -> int:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    if authorization:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _basic(credentials: str) -> str:
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+def test_both_servers_refuse_requests_without_credentials(stack):
+    _, _, env = stack
+    prefect = (env["PREFECT_API_URL"] + "/flows/filter", b"{}")
+    mlflow = (env["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/experiments/search?max_results=1", None)
+    good = {prefect: _basic(env["PREFECT_API_AUTH_STRING"]),
+            mlflow: _basic(f"{env['MLFLOW_TRACKING_USERNAME']}:{env['MLFLOW_TRACKING_PASSWORD']}")}
+    for (url, body), authorization in good.items():
+        assert _status(url, None, body) == 401, url
+        assert _status(url, _basic("multitask:wrong"), body) == 401, url
+        assert _status(url, authorization, body) == 200, url
+
+
+def _prefect(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **env})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def _parameters(*sets: str) -> dict:
+    """`section.key=JSON` settings (as `--set` takes them) -> a flow's `config` parameter."""
+    config: dict = {}
+    for item in (*TINY, *sets):
+        key, value = item.split("=", 1)
+        section, field = key.split(".")
+        config.setdefault(section, {})[field] = json.loads(value)
+    return {"config": config}
+
+
+def _run_deployment(st, name: str, parameters: dict) -> str:
+    status, body = st.request("prefect", f"/deployments/name/{name}")
+    assert status == 200, body
+    status, body = st.request("prefect", f"/deployments/{json.loads(body)['id']}/create_flow_run",
+                              {"parameters": parameters})
+    assert status == 201, body
+    return json.loads(body)["id"]
+
+
+def _wait_for(st, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
+    """Final state name of each flow run, polled through the server."""
+    deadline, final = time.monotonic() + timeout, {}
+    while len(final) < len(run_ids) and time.monotonic() < deadline:
+        for run_id in set(run_ids) - set(final):
+            state = json.loads(st.request("prefect", f"/flow_runs/{run_id}")[1])["state"]
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                final[run_id] = state["name"]
+        time.sleep(2)
+    return final
+
+
+def _mlflow(st, path: str) -> dict:
+    status, body = st.request("mlflow", path)
+    assert status == 200, body
+    return json.loads(body)
+
+
+@pytest.fixture(scope="module")
+def deployed(stack):
+    st, _, env = stack
+    _prefect(env, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+    return st
+
+
+def test_worker_runs_nightly_retrain_and_the_champion_reads_back_through_mlflow(deployed):
+    st = deployed
+    run = _run_deployment(st, "retrain/retrain-nightly", _parameters(
+        'registry.model_name="stack-retrain"', "gate.min_accuracy=0", "gate.min_mean_iou=0"))
+    assert _wait_for(st, [run]) == {run: "Completed"}, (st.logs / "worker.log").read_text()[-5000:]
+    champion = _mlflow(st, "/api/2.0/mlflow/registered-models/alias?name=stack-retrain&alias=champion")
+    assert champion["model_version"]["version"] == "1"
+    tags = {t["key"]: t["value"] for t in champion["model_version"]["tags"]}
+    assert tags["gate.decision"] == "promoted"
+    # artifacts went through the tracking server, into DIR, not the worker's workspace
+    assert list((st.dir / "mlflow-artifacts").rglob("MLmodel"))
+    assert not (st.dir / "workspace" / "mlartifacts").exists()
+
+
+def test_eight_concurrent_runs_all_complete_and_register(deployed):
+    st = deployed
+    started = time.monotonic()
+    runs = [_run_deployment(st, "train/train", _parameters(f'registry.model_name="stack-load-{i}"'))
+            for i in range(LOAD_RUNS)]
+    final = _wait_for(st, runs)
+    print(f"{LOAD_RUNS} concurrent train runs: {sorted(final.values())} in {time.monotonic() - started:.0f} s")
+    assert list(final.values()) == ["Completed"] * LOAD_RUNS, (st.logs / "worker.log").read_text()[-5000:]
+    for i in range(LOAD_RUNS):
+        versions = _mlflow(st, f"/api/2.0/mlflow/model-versions/search?filter=name%3D%27stack-load-{i}%27")
+        assert [v["version"] for v in versions["model_versions"]] == ["1"], i
+    logs = "".join(p.read_text(errors="replace") for p in st.logs.iterdir())
+    assert "database is locked" not in logs
