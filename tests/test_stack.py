@@ -75,7 +75,7 @@ def test_up_prints_exports_and_keeps_secrets_to_files(stack):
                         "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
     assert env["PREFECT_API_URL"].startswith("http://127.0.0.1:")
     assert env["MLFLOW_TRACKING_URI"].startswith("http://127.0.0.1:")
-    assert env["PREFECT_API_AUTH_STRING"] == st.secret("prefect_auth")
+    assert env["PREFECT_API_AUTH_STRING"] == "multitask:" + st.secret("prefect_token")
     assert stat.S_IMODE(st.secrets.stat().st_mode) == 0o700
     shown = up.stdout + up.stderr + "".join(p.read_text(errors="replace") for p in st.logs.iterdir())
     for name, value in _secrets(st).items():
@@ -204,3 +204,14 @@ def test_eight_concurrent_runs_all_complete_and_register(deployed):
         assert [v["version"] for v in versions["model_versions"]] == ["1"], i
     logs = "".join(p.read_text(errors="replace") for p in st.logs.iterdir())
     assert "database is locked" not in logs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs PostgreSQL as another user")
+def test_as_root_a_folder_nobody_can_enter_fails_in_one_line(tmp_path):
+    # pytest's own tmp folder is mode 700: `nobody` cannot enter it
+    up = subprocess.run([str(STACK / "up.sh"), str(tmp_path / "stack")], capture_output=True, text=True,
+                        timeout=120, env={**os.environ, "PYTHON": sys.executable})
+    assert up.returncode == 1
+    assert "cannot reach" in up.stderr and "nobody" in up.stderr
+    assert up.stdout == ""
+    assert not list((tmp_path / "stack" / "run").iterdir())

@@ -3,9 +3,8 @@
 PostgreSQL, a Prefect server and an MLflow tracking server that keep their state in it, and a
 process worker on the `multitask` pool, all on 127.0.0.1 with everything under DIR:
 
-    secrets/           (700) pg_password, prefect_auth ("multitask:TOKEN"), mlflow_password,
-                       mlflow_auth.ini, mlflow_flask_key: generated once, mode 600, never
-                       printed or logged
+    secrets/           (700) pg_password, prefect_token, mlflow_password, mlflow_flask_key:
+                       generated once, mode 600, never printed or logged; mlflow_auth.ini (600)
     ports.json         the ports picked on the first `up`, so the URLs stay the same
     env                the `export` lines `up` prints (they read the secrets from secrets/)
     postgres/          the database cluster; logs/ one log per service; run/ pid files
@@ -34,7 +33,6 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # flow runs start here (prefect.yaml's pull step)
@@ -60,16 +58,11 @@ class Stack:
         self.started: dict[str, subprocess.Popen] = {}  # by this `up`, so that an exit is seen at once
 
     # ---- state under DIR ------------------------------------------------------------------
-    def secret(self, name: str, make: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> str:
-        """The secret `name`, generated on first use into a mode-600 file (written whole, then renamed)."""
+    def secret(self, name: str) -> str:
+        """The secret `name`, generated on first use into a mode-600 file."""
         path = self.secrets / name
         if not path.exists():
-            self.secrets.mkdir(mode=0o700, parents=True, exist_ok=True)
-            partial = path.with_suffix(".partial")
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(make())
-            partial.rename(path)
+            _write_private(path, secrets.token_urlsafe(24))
         return path.read_text()
 
     def ports(self) -> dict[str, int]:
@@ -86,7 +79,7 @@ class Stack:
         ports = self.ports()
         return {
             "PREFECT_API_URL": f"http://{HOST}:{ports['prefect']}/api",
-            "PREFECT_API_AUTH_STRING": self.secret("prefect_auth", lambda: f"{USER}:{secrets.token_urlsafe(24)}"),
+            "PREFECT_API_AUTH_STRING": f"{USER}:{self.secret('prefect_token')}",
             "MLFLOW_TRACKING_URI": f"http://{HOST}:{ports['mlflow']}",
             "MLFLOW_TRACKING_USERNAME": USER,
             "MLFLOW_TRACKING_PASSWORD": self.secret("mlflow_password"),
@@ -94,11 +87,11 @@ class Stack:
 
     def export_lines(self) -> list[str]:
         """`export` lines for `eval`; secrets are read from their files, so they are never printed."""
-        files = {"PREFECT_API_AUTH_STRING": "prefect_auth", "MLFLOW_TRACKING_PASSWORD": "mlflow_password"}
+        files = {"PREFECT_API_AUTH_STRING": "prefect_token", "MLFLOW_TRACKING_PASSWORD": "mlflow_password"}
         lines = []
         for name, value in self.client_env().items():
             if name in files:
-                value = f"$(cat '{self.secrets / files[name]}')"
+                value = value.replace(self.secret(files[name]), f"$(cat '{self.secrets / files[name]}')")
             lines.append(f'export {name}="{value}"')
         return lines
 
@@ -116,9 +109,7 @@ class Stack:
         if not (self.pgdata / "PG_VERSION").exists():
             shutil.rmtree(self.pgdata, ignore_errors=True)  # a failed initdb leaves half a cluster
             pwfile = self.dir / "postgres" / "pwfile"  # initdb reads the password from a file only
-            fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(self.secret("pg_password"))
+            _write_private(pwfile, self.secret("pg_password"))
             if owner:
                 os.chown(pwfile, owner.pw_uid, owner.pw_gid)
             try:
@@ -206,12 +197,16 @@ class Stack:
         return [*python, "prefect", "worker", "start", "--pool", POOL, "--type", "process"], env
 
     def _mlflow_auth_config(self) -> Path:
-        self.secret("mlflow_auth.ini", lambda: (
-            "[mlflow]\ndefault_permission = READ\n"
-            f"database_uri = {self.db_url('mlflow_auth', 'postgresql+psycopg2')}\n"
-            f"admin_username = {USER}\nadmin_password = {self.secret('mlflow_password')}\n"
-            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"))
-        return self.secrets / "mlflow_auth.ini"
+        """MLflow's basic-auth settings (its user store in PostgreSQL too). Passwords are checked
+        once a minute per server worker, not on every request: each check is a scrypt hash
+        (0.1-0.2 s of CPU), and one registration makes about 70 requests."""
+        path = self.secrets / "mlflow_auth.ini"
+        _write_private(path, "[mlflow]\ndefault_permission = READ\n"
+                       f"database_uri = {self.db_url('mlflow_auth', 'postgresql+psycopg2')}\n"
+                       f"admin_username = {USER}\nadmin_password = {self.secret('mlflow_password')}\n"
+                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                       "auth_cache_ttl_seconds = 60\n")
+        return path
 
     def start(self, service: str) -> None:
         if self.pid(service):
@@ -297,6 +292,16 @@ class Stack:
                 raise StackError(f"{service} did not answer within {START_TIMEOUT_S:.0f} s; "
                                  f"its log: {self.logs / (service + '.log')}")
             time.sleep(0.5)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a mode-600 file whole (a partial file, then a rename)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    partial.rename(path)
 
 
 def _free_port() -> int:
