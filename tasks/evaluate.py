@@ -9,6 +9,7 @@ from multitask.config import EvaluateConfig
 from multitask.evaluate import evaluate
 from multitask.records import EvalReport, SnapshotRef, TrainedModelRef
 from tasks.caching import output_dir
+from tasks.pictures import inline_png
 
 
 def _summary(report: EvalReport, trained: TrainedModelRef) -> str:
@@ -20,8 +21,15 @@ def _summary(report: EvalReport, trained: TrainedModelRef) -> str:
         f"losses: total {m['loss']:.4f}, label {m['label_loss']:.4f}, box {m['box_loss']:.4f}",
         f"training: {trained.epochs} epochs (best {trained.best_epoch}), "
         f"{trained.train_seconds:.1f} s, {trained.images_per_second:.0f} images/s",
+        *_pictures(report),
         "files: " + ", ".join(f"`{path}`" for path in report.files),
     ])
+
+
+def _pictures(report: EvalReport) -> list[str]:
+    shown = {"Training curves": report.curves_path, "Predictions on test images": report.predictions_path,
+             "Confusion matrix": report.confusion_path}
+    return [f"## {title}\n\n{inline_png(path, title)}" for title, path in shown.items() if path]
 
 
 @task(name="evaluate_model", result_serializer="json")

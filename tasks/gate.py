@@ -10,6 +10,7 @@ from multitask.config import GateConfig, RunConfig
 from multitask.gate import HEADS, Decision, decide, not_comparable, unchanged_reason
 from multitask.records import DatasetRef, EvalReport, ModelVersion
 from tasks import retries
+from tasks.pictures import inline_png
 
 
 @task(name="find_unchanged", **retries.IO)
@@ -63,6 +64,20 @@ def apply_gate(challenger: ModelVersion, challenger_report: EvalReport, champion
     create_table_artifact(key="gate-comparison", table=_table(decision, challenger, champion),
                           description="Champion vs challenger on the same test split, per head")
     verdict = "promoted to champion" if decision.promote else "kept out"
-    create_markdown_artifact(key="gate-decision", description="Promotion decision",
-                             markdown=f"# v{challenger.version} {verdict}\n\n{decision.reason}")
+    create_markdown_artifact(key="gate-decision", description="Promotion decision", markdown="\n\n".join([
+        f"# v{challenger.version} {verdict}", decision.reason,
+        _side_by_side(challenger, challenger_report, champion, champion_report)]))
     return decision
+
+
+def _side_by_side(challenger: ModelVersion, challenger_report: EvalReport, champion: ModelVersion | None,
+                  champion_report: EvalReport | None) -> str:
+    """The two models' predictions on the same test images, champion left, challenger right."""
+    shown = [(f"challenger v{challenger.version}", challenger_report)]
+    if champion is not None and champion_report is not None:
+        shown.insert(0, (f"champion v{champion.version}", champion_report))
+    return "\n".join([
+        "| " + " | ".join(title for title, _ in shown) + " |",
+        "|" + "---|" * len(shown),
+        "| " + " | ".join(inline_png(report.predictions_path, title) for title, report in shown) + " |",
+    ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from multitask import atomic
 from multitask.config import ModelConfig, TrainConfig
@@ -27,5 +28,11 @@ def build_model(model: ModelConfig, num_classes: int, image_size: int) -> ModelR
 def train_model(model: ModelRef, snapshot: SnapshotRef, train_config: TrainConfig) -> TrainedModelRef:
     # The run folder is named by this step's cache key, so a retry or a re-run after a
     # crash finds the BackupAndRestore state of the same training.
-    return train(model, snapshot, train_config,
-                 output_dir("train_model", model=model, snapshot=snapshot, train_config=train_config))
+    run_dir = output_dir("train_model", model=model, snapshot=snapshot, train_config=train_config)
+    progress = create_progress_artifact(progress=0.0, key="training-progress", description=(
+        f"Training: share of the {train_config.epochs} epochs at most"
+        + (f" or of the {train_config.max_minutes} minutes" if train_config.max_minutes else "")))
+    trained = train(model, snapshot, train_config, run_dir,
+                    on_progress=lambda percent: update_progress_artifact(progress, percent))
+    update_progress_artifact(progress, 100.0)  # also when it stopped early, on a plateau
+    return trained

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect import runtime, task
+from prefect.artifacts import create_link_artifact
 
 from multitask import registry
 from multitask.config import RunConfig
@@ -17,4 +18,9 @@ def register_model(trained: TrainedModelRef, report: EvalReport, dataset: Datase
     tags = {**registry.lineage_tags(dataset, config), "dataset": dataset.spec,
             "num_classes": str(dataset.num_classes), "prefect_flow_run_id": str(runtime.flow_run.id or "")}
     preprocessing = {"class_names": dataset.class_names, "resize": config.data.resize}  # + the model's input size
-    return registry.register(trained, report, config, tags, preprocessing, first_is_champion)
+    version = registry.register(trained, report, config, tags, preprocessing, first_is_champion)
+    create_link_artifact(key="mlflow-run", link=registry.run_url(version.run_id),
+                         link_text=f"{version.name} v{version.version} in MLflow",
+                         description=f"The MLflow run (store: {registry.client().tracking_uri}; a local store "
+                                     "shows with `mlflow ui --backend-store-uri` that URI)")
+    return version

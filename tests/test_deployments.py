@@ -47,7 +47,7 @@ def test_deploy_schedule_and_run_nightly_retrain_with_a_worker(cli_env, workspac
 
     with get_client(sync_client=True) as client:
         deployments = {d.name: d for d in client.read_deployments()}
-        assert {"train", "retrain-nightly", "predict"} <= set(deployments)
+        assert {"train", "retrain-nightly", "watch", "retrain-on-change", "predict"} <= set(deployments)
         nightly = deployments["retrain-nightly"]
         [schedule] = nightly.schedules
         assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == ("0 2 * * *", "UTC", True)
@@ -67,7 +67,12 @@ def test_deploy_schedule_and_run_nightly_retrain_with_a_worker(cli_env, workspac
 def test_serve_alternative_builds_the_same_deployments():
     serve = runpy.run_path(str(ROOT / "deployments" / "serve.py"))
     built = {d.name: d for d in serve["deployments"]()}
-    assert set(built) == {"train", "retrain-nightly", "predict"}
+    assert set(built) == {"train", "retrain-nightly", "watch", "retrain-on-change", "predict"}
     [schedule] = built["retrain-nightly"].schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "UTC")
+    [schedule] = built["watch"].schedules
+    assert schedule.schedule.interval.total_seconds() == 600
+    [trigger] = built["retrain-on-change"].triggers
+    assert trigger.expect == {"multitask.dataset.changed"}
+    assert trigger.parameters == {"config": {"data": {"dataset": "{{ event.resource.id }}"}}}
     assert built["predict"].parameters["model"] == "multitask-shapes@champion"

@@ -215,3 +215,38 @@ def test_as_root_a_folder_nobody_can_enter_fails_in_one_line(tmp_path):
     assert "cannot reach" in up.stderr and "nobody" in up.stderr
     assert up.stdout == ""
     assert not list((tmp_path / "stack" / "run").iterdir())
+
+
+def test_an_edited_folder_dataset_triggers_retrain_on_change(deployed):
+    """The watch deployment (run by the worker) sees the edit and emits the event; the server's
+    trigger creates a run of `retrain-on-change` for that dataset (cancelled here: it would train
+    the default model)."""
+    from PIL import Image
+
+    from multitask.datasets.export import write_folder
+
+    st = deployed
+    folder = write_folder(st.dir / "user-data", 12, "csv")
+    spec = f"folder:{folder}"
+    first = _run_deployment(st, "watch/watch", {"dataset": spec})
+    assert _wait_for(st, [first]) == {first: "Completed"}, (st.logs / "worker.log").read_text()[-5000:]
+
+    image = sorted((folder / "images").iterdir())[0]
+    Image.open(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(image)
+    second = _run_deployment(st, "watch/watch", {"dataset": spec})
+    assert _wait_for(st, [second]) == {second: "Completed"}, (st.logs / "worker.log").read_text()[-5000:]
+
+    [event] = json.loads(st.request("prefect", "/events/filter", {
+        "filter": {"event": {"name": ["multitask.dataset.changed"]}, "resource": {"id": [spec]}}})[1])["events"]
+    assert event["payload"]["dataset"] == spec and event["payload"]["old"] != event["payload"]["new"]
+
+    deployment = json.loads(st.request("prefect", "/deployments/name/retrain/retrain-on-change")[1])["id"]
+    deadline, triggered = time.monotonic() + 90, []
+    while not triggered and time.monotonic() < deadline:
+        triggered = json.loads(st.request("prefect", "/flow_runs/filter", {
+            "flow_runs": {"deployment_id": {"any_": [deployment]}}})[1])
+        time.sleep(1)
+    assert len(triggered) == 1, "the trigger created no run of retrain-on-change"
+    assert triggered[0]["parameters"]["config"]["data"]["dataset"] == spec
+    st.request("prefect", f"/flow_runs/{triggered[0]['id']}/set_state",
+               {"state": {"type": "CANCELLING"}, "force": True})

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -34,10 +35,17 @@ def _dwa_label_weight(first_two: list[dict], cfg) -> float:
     return float(2 * exps[0] / exps.sum() * cfg.label_loss_weight)
 
 
-def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state(inputs, tmp_path, monkeypatch):
+def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state(inputs, tmp_path, monkeypatch,
+                                                                                 capsys):
     model_ref, snapshot, cfg = inputs
     train_cfg = cfg.train.model_copy(update={"epochs": 3, "weighting": "dwa"})
-    trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path / "straight")
+    percents: list[float] = []
+    trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path / "straight", on_progress=percents.append)
+    assert percents == [33.3, 66.7, 100.0]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]  # one compact line per epoch
+    assert all(re.fullmatch(r"Epoch \d/3  [\d.]+s  loss [\d.]+  val_acc [\d.]+  val_iou [\d.]+  lr [\d.e+-]+", line)
+               for line in lines), lines
     straight = read_history(tmp_path / "straight" / "history.json")
     assert all({"label_weight", "box_weight"} <= set(row) for row in straight)
     assert abs(straight[2]["label_weight"] - 1.0) > 1e-3  # epoch 3 is weighted by the losses of epochs 1 and 2
@@ -125,3 +133,16 @@ def test_mirrored_training_on_two_devices_matches_one(tmp_path):
     for one, two in zip(result["none"], result["mirrored"], strict=True):
         for key in ("loss", "label_loss", "box_loss", "val_loss", "val_label_loss", "val_box_loss"):
             assert two[key] == pytest.approx(one[key], rel=0.1), key
+
+
+def test_progress_follows_the_time_budget_when_it_ends_first(tmp_path):
+    log = train_module.EpochLog(tmp_path / "epochs.json")
+    log.epochs = {"1": {"train_seconds": 30.0, "epoch_seconds": 30.0}}
+    percents: list[float] = []
+    progress = train_module.Progress(log, epochs=100, max_minutes=2, report=percents.append)
+    progress.on_epoch_end(0)
+    log.epochs["2"] = {"train_seconds": 150.0, "epoch_seconds": 150.0}
+    progress.on_epoch_end(1)
+    assert percents == [25.0, 100.0]  # 30 s of 120, then past the budget (never above 100)
+    assert train_module.Progress(log, epochs=4, max_minutes=None, report=percents.append).on_epoch_end(0) is None
+    assert percents[-1] == 25.0  # by epochs: 1 of 4

@@ -47,6 +47,14 @@ def hash_listing(root: Path) -> str:
     return digest(*(f"{p.relative_to(root).as_posix()}:{p.stat().st_size}" for p in files))
 
 
+def hash_stat(root: Path) -> str:
+    """Hash of file names, sizes and modification times: cheap (no file is read), for noticing
+    that something may have changed before hashing contents."""
+    root = Path(root)
+    stats = sorted((p.relative_to(root).as_posix(), p.stat()) for p in root.rglob("*") if p.is_file())
+    return digest(*(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats))
+
+
 def library_fingerprint() -> str:
     """Hash of all of `src/multitask`'s Python source (never stale, sometimes over-eager)."""
     return hash_tree(LIBRARY_DIR, "*.py")

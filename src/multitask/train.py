@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -96,6 +97,42 @@ class Budget(keras.callbacks.Callback):
         self.model.stop_training = self.reason != MAX_EPOCHS
 
 
+class EpochLine(keras.callbacks.Callback):
+    """One short line per epoch instead of Keras' long one: it begins `Epoch N/M` as Keras' does
+    (scripts read it) and shows time, loss, validation accuracy and mean IoU, and the learning
+    rate. `history.json` keeps every number."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        shown = {"loss": "loss", "val_label_accuracy": "val_acc", "val_box_mean_iou": "val_iou"}
+        parts = [f"Epoch {epoch + 1}/{self.epochs}", f"{time.perf_counter() - self._started:.1f}s",
+                 *(f"{name} {float(logs[key]):.4f}" for key, name in shown.items() if key in logs),
+                 f"lr {float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)):.2e}"]
+        print("  ".join(parts), flush=True)
+
+
+class Progress(keras.callbacks.Callback):
+    """Calls `report(percent)` after each epoch: the share of the maximum epochs run, or of
+    `max_minutes` spent when that budget is the nearer end."""
+
+    def __init__(self, log: EpochLog, epochs: int, max_minutes: float | None, report: Callable[[float], None]):
+        super().__init__()
+        self.log, self.epochs, self.max_minutes, self.report = log, epochs, max_minutes, report
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = (epoch + 1) / self.epochs
+        if self.max_minutes:
+            done = max(done, self.log.seconds() / (self.max_minutes * 60))
+        self.report(round(100 * min(done, 1.0), 1))
+
+
 def strategy(kind: str) -> tf.distribute.Strategy:
     """`none`: the default single device; `mirrored`: one replica per local GPU, or per logical
     CPU device on a machine without GPUs (one, unless the process configured more)."""
@@ -105,14 +142,15 @@ def strategy(kind: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog, budget: Budget,
-               backup: str = "backup") -> list[keras.callbacks.Callback]:
+def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog, budget: Budget, backup: str = "backup",
+               on_progress: Callable[[float], None] | None = None) -> list[keras.callbacks.Callback]:
     best = log.best_score()
     # First, so that the epoch log and TensorBoard see the learned task weights and the score.
     callbacks = [TaskWeightLog()] if cfg.weighting != "fixed" else []
     callbacks += [
         ValidationScore(),
         log,
+        EpochLine(cfg.epochs),
         keras.callbacks.TerminateOnNaN(raise_error=True),
         keras.callbacks.ModelCheckpoint(
             run_dir / "best.keras", monitor=SCORE, mode="max", save_best_only=True,
@@ -126,6 +164,8 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog, budget: Budget,
             monitor=SCORE, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
             min_lr=cfg.learning_rate * 1e-3, verbose=0))
     callbacks.append(budget)
+    if on_progress is not None:
+        callbacks.append(Progress(log, cfg.epochs, cfg.max_minutes, on_progress))
     # Last, so an epoch counts as done only after the other callbacks have seen it.
     callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / backup)))
     return callbacks
@@ -145,14 +185,16 @@ def _backbone(model: keras.Model) -> keras.Layer | None:
     return next((layer for layer in model.layers if layer.name == BACKBONE_LAYER), None)
 
 
-def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir: Path) -> TrainedModelRef:
+def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir: Path,
+          on_progress: Callable[[float], None] | None = None) -> TrainedModelRef:
     """Fit for at most `cfg.epochs`, resuming where a previous attempt in `run_dir` died.
 
     A model with a pretrained backbone trains in two phases: `cfg.freeze_epochs` epochs of the
     heads alone (backbone frozen), then all layers at `cfg.finetune_learning_rate_factor` times
     the learning rate. Writes `model.keras` (the best epoch on the validation score) and
     `history.json` (every epoch, how many ran, the best, and why training stopped) last, so
-    a run folder without them is never taken as finished.
+    a run folder without them is never taken as finished. `on_progress(percent)` is called
+    after each epoch (`Progress`).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     if not any((run_dir / name).exists() for name in _PROGRESS):  # a fresh start: forget a finished run
@@ -173,8 +215,8 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
             if (net := _backbone(model)) is not None:
                 net.trainable = train_backbone
             model = compile_model(model, phase, steps_per_epoch)
-        model.fit(train_ds, validation_data=val_ds, initial_epoch=first, epochs=last, verbose=2, shuffle=False,
-                  callbacks=_callbacks(cfg, run_dir, log, budget, backup))
+        model.fit(train_ds, validation_data=val_ds, initial_epoch=first, epochs=last, verbose=0, shuffle=False,
+                  callbacks=_callbacks(cfg, run_dir, log, budget, backup, on_progress))
         return model
 
     freeze = min(cfg.freeze_epochs, cfg.epochs - 1) if model_ref.preset in BACKBONES else 0

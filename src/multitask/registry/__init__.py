@@ -8,7 +8,7 @@ lookups, promotion, tags), `loading` (downloading and safe loading).
 from multitask.registry.lineage import LINEAGE_TAG, changed_sections, lineage_tags
 from multitask.registry.loading import fetch, load_model, load_registered
 from multitask.registry.references import model_uri, parse_reference
-from multitask.registry.runs import register
+from multitask.registry.runs import register, run_url
 from multitask.registry.store import client
 from multitask.registry.versions import (
     CHALLENGER,
@@ -28,5 +28,6 @@ from multitask.registry.versions import (
 __all__ = [
     "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "champion", "changed_sections", "client",
     "fetch", "find_version", "lineage_tags", "list_models", "load_model", "load_registered", "model_uri",
-    "parse_reference", "preprocessing", "promote", "register", "resolve", "set_tags", "show", "version_matches",
+    "parse_reference", "preprocessing", "promote", "register", "resolve", "run_url", "set_tags", "show",
+    "version_matches",
 ]

@@ -101,3 +101,11 @@ def _ensure_registered_model(c: MlflowClient, name: str) -> None:
     except MlflowException:  # a concurrent run created it first
         if not c.search_registered_models(filter_string=f"name = '{name}'"):
             raise
+
+
+def run_url(run_id: str) -> str:
+    """The run's page in the MLflow UI: the tracking server's, or for the workspace's store the
+    one `mlflow ui --backend-store-uri URI` serves (http://127.0.0.1:5000 by default)."""
+    c = client()
+    base = c.tracking_uri if c.tracking_uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    return f"{base.rstrip('/')}/#/experiments/{c.get_run(run_id).info.experiment_id}/runs/{run_id}"
