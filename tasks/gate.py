@@ -79,5 +79,6 @@ def _side_by_side(challenger: ModelVersion, challenger_report: EvalReport, champ
     return "\n".join([
         "| " + " | ".join(title for title, _ in shown) + " |",
         "|" + "---|" * len(shown),
-        "| " + " | ".join(inline_png(report.predictions_path, title) for title, report in shown) + " |",
+        # two side by side must fit the UI's artifact column (about 780 px at 1400 px wide)
+        "| " + " | ".join(inline_png(report.predictions_path, title, max_side=380) for title, report in shown) + " |",
     ])

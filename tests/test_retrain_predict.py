@@ -1,6 +1,7 @@
 """retrain_flow with its gate, prediction (library, CLI, flow), and model commands."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -72,8 +73,11 @@ def test_better_challenger_is_promoted_and_compared_per_head(kept_out):
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts()}
-    assert {"gate-comparison", "gate-decision"} <= keys
+        latest = {a.key: a for a in client.read_latest_artifacts()}
+    assert {"gate-comparison", "gate-decision"} <= set(latest)
+    decision = latest["gate-decision"].data  # both models' predictions, side by side
+    assert re.search(rf"\| champion v\d+ \| challenger v{result['challenger']} \|", decision)
+    assert decision.count("](data:image/png;base64,") == 2
 
 
 def _constant_model(box, num_classes=3) -> keras.Model:

@@ -61,8 +61,14 @@ def test_metrics_artifacts_are_published(baseline):
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        keys = {artifact.key for artifact in client.read_artifacts()}
-    assert {"test-metrics", "evaluation-summary"} <= keys
+        latest = {artifact.key: artifact for artifact in client.read_latest_artifacts()}
+    assert {"test-metrics", "evaluation-summary", "training-progress", "mlflow-run"} <= set(latest)
+    summary = latest["evaluation-summary"].data
+    # curves, predictions and confusion matrix as pictures in place, not paths; small enough to load
+    assert summary.count("](data:image/png;base64,") == 3 and len(summary) < 600_000
+    assert float(latest["training-progress"].data) == 100.0
+    run_id = registry.resolve(f"{baseline['model']}/{baseline['version']}").run_id
+    assert f"/runs/{run_id}" in latest["mlflow-run"].data
 
 
 def test_rerun_is_all_cached_and_registers_nothing(baseline):

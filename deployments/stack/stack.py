@@ -181,6 +181,7 @@ class Stack:
                 "PREFECT_API_DATABASE_CONNECTION_URL": self.db_url("prefect", "postgresql+asyncpg"),
                 "PREFECT_SERVER_API_AUTH_STRING": self.client_env()["PREFECT_API_AUTH_STRING"],
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_API_URL": self.client_env()["PREFECT_API_URL"],  # else the UI calls port 4200
             }
             return [*python, "prefect", "server", "start", "--host", HOST, "--port", str(ports["prefect"])], env
         if service == "mlflow":
