@@ -1,12 +1,15 @@
-"""watch_flow: has the dataset changed since the last look? If so, emit `multitask.dataset.changed`."""
+"""watch_flow: has the dataset changed since the last look? If so, emit `multitask.dataset.changed`.
+
+Runs every 10 minutes, so it stays light: it imports neither TensorFlow nor MLflow (no
+`flows.steps`, whose steps train and evaluate).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
-from flows.steps import Steps
 from multitask import workspace
 from multitask.config import DataConfig
 from tasks.watch import announce_change, look_at_dataset
@@ -17,10 +20,9 @@ def watch_flow(dataset: str = DataConfig().dataset) -> dict[str, Any]:
     """Look at a folder dataset (cheaply: names, sizes, times; contents only when those moved)
     and emit the event when its content fingerprint differs from the last look's."""
     workspace.ensure()
-    steps = Steps()
-    seen = steps.run(look_at_dataset, cached=False, spec=dataset)
+    seen = look_at_dataset(dataset)
     if seen.new is None:
-        steps.logger.info("%s is not a folder dataset: nothing on disk changes", dataset)
+        get_run_logger().info("%s is not a folder dataset: nothing on disk changes", dataset)
     if seen.changed:
-        steps.run(announce_change, cached=False, seen=seen)
-    return {**seen.model_dump(), "steps": steps.states}
+        announce_change(seen)
+    return seen.model_dump()

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from multitask.errors import DataError
 from multitask.watch import look
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -48,3 +53,11 @@ def test_datasets_that_never_change_and_a_missing_folder(tmp_path):
         look(f"folder:{tmp_path / 'absent'}", tmp_path)
     with pytest.raises(DataError, match="unknown dataset spec"):
         look("nonsense", tmp_path)
+
+
+def test_the_watch_flow_imports_neither_tensorflow_nor_mlflow():
+    """It runs every 10 minutes: a look must not cost TensorFlow's import (seconds, hundreds of MB)."""
+    code = "import sys, flows.watch; print(sorted({'tensorflow', 'mlflow', 'keras'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
