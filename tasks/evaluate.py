@@ -6,7 +6,6 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from multitask.config import EvaluateConfig
-from multitask.evaluate import evaluate
 from multitask.records import EvalReport, SnapshotRef, TrainedModelRef
 from tasks.caching import output_dir
 from tasks.pictures import inline_png
@@ -34,6 +33,8 @@ def _pictures(report: EvalReport) -> list[str]:
 
 @task(name="evaluate_model", result_serializer="json")
 def evaluate_model(trained: TrainedModelRef, snapshot: SnapshotRef, evaluate_config: EvaluateConfig) -> EvalReport:
+    from multitask.evaluate import evaluate
+
     out = output_dir("evaluate_model", trained=trained, snapshot=snapshot, evaluate_config=evaluate_config)
     report = evaluate(trained.model_path, snapshot, evaluate_config, out, trained.history_path)
     create_table_artifact(key="test-metrics", table=[{"metric": k, "value": v} for k, v in report.metrics.items()],

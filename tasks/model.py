@@ -8,15 +8,15 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from multitask import atomic
 from multitask.config import ModelConfig, TrainConfig
 from multitask.fingerprint import hash_file
-from multitask.model import build_model as make_model
 from multitask.records import ModelRef, SnapshotRef, TrainedModelRef
-from multitask.train import train
 from tasks import retries
 from tasks.caching import output_dir
 
 
 @task(name="build_model", result_serializer="json")
 def build_model(model: ModelConfig, num_classes: int, image_size: int) -> ModelRef:
+    from multitask.model import build_model as make_model
+
     keras_model = make_model(model, num_classes, image_size)
     path = output_dir("build_model", model=model, num_classes=num_classes, image_size=image_size) / "initial.keras"
     atomic.write_with(path, keras_model.save)
@@ -26,6 +26,8 @@ def build_model(model: ModelConfig, num_classes: int, image_size: int) -> ModelR
 
 @task(name="train_model", result_serializer="json", **retries.TRAINING)
 def train_model(model: ModelRef, snapshot: SnapshotRef, train_config: TrainConfig) -> TrainedModelRef:
+    from multitask.train import train
+
     # The run folder is named by this step's cache key, so a retry or a re-run after a
     # crash finds the BackupAndRestore state of the same training.
     run_dir = output_dir("train_model", model=model, snapshot=snapshot, train_config=train_config)

@@ -9,7 +9,6 @@ from pathlib import Path
 from prefect import task
 
 from multitask import atomic, registry
-from multitask.predict import images_in, predict
 from tasks import retries
 
 
@@ -25,6 +24,8 @@ def _csv(rows: list[dict]) -> bytes:
 
 @task(name="predict_folder", **retries.IO)
 def predict_folder(model: str, images: str, output: str) -> dict:
+    from multitask.predict import images_in, predict
+
     model_obj, metadata = registry.load_registered(model)
     rows = predict(model_obj, images_in(Path(images)), metadata)
     out = Path(output)

@@ -8,7 +8,6 @@ from prefect import task
 
 from multitask import registry
 from multitask.config import EvaluateConfig
-from multitask.evaluate import evaluate
 from multitask.records import EvalReport, ModelVersion, SnapshotRef
 from tasks import retries
 from tasks.caching import output_dir
@@ -28,6 +27,8 @@ def model_preprocessing(version: ModelVersion) -> dict[str, Any]:
 @task(name="evaluate_registered", result_serializer="json", **retries.IO)
 def evaluate_registered(version: ModelVersion, snapshot: SnapshotRef, evaluate_config: EvaluateConfig) -> EvalReport:
     """A registered version on a snapshot's test split (cached on the version's trained model)."""
+    from multitask.evaluate import evaluate
+
     out = output_dir("evaluate_registered", version=version, snapshot=snapshot, evaluate_config=evaluate_config)
     path, _ = registry.fetch(f"{version.name}/{version.version}", out / "model")
     return evaluate(str(path), snapshot, evaluate_config, out)

@@ -16,10 +16,9 @@ from typer.testing import CliRunner
 from cli import app
 from flows.data import data_flow
 from flows.train import train_flow
-from multitask import registry
+from multitask import pipeline, registry
 from multitask.datasets.export import write_folder
 from multitask.errors import UserError
-from tasks import data as data_tasks
 from tasks import register as register_tasks
 
 from conftest import DATA_STEPS, TINY, tiny_config, versions
@@ -54,7 +53,7 @@ def _flaky(monkeypatch, module, attribute, exc, times):
 
 
 def test_transient_faults_in_snapshot_and_registry_are_retried(baseline, monkeypatch):
-    snapshot_calls = _flaky(monkeypatch, data_tasks, "write_snapshot", ConnectionError("nfs went away"), 2)
+    snapshot_calls = _flaky(monkeypatch, pipeline, "build_snapshot", ConnectionError("nfs went away"), 2)
     register_calls = _flaky(monkeypatch, register_tasks.registry, "register",
                             sqlite3.OperationalError("database is locked"), 1)
     result = train_flow(config=tiny_config("data.seed=11"))

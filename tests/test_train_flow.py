@@ -7,6 +7,8 @@ with one change and checks which steps ran again.
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +17,13 @@ from typer.testing import CliRunner
 from flows.data import data_flow
 from flows.train import train_flow
 from multitask import fingerprint, registry
+from multitask.datasets import catalog
 from multitask.errors import DataError
 from multitask.weighting import WeightedMultiTask
-from tasks import data as data_tasks
 
 from conftest import DATA_STEPS, DEFAULT_MODEL, TINY, tiny_config, versions
 
+ROOT = Path(__file__).resolve().parents[1]
 ALL_STEPS = (*DATA_STEPS, "build_model", "train_model", "evaluate_model", "register_model")
 
 
@@ -71,11 +74,23 @@ def test_metrics_artifacts_are_published(baseline):
     assert f"/runs/{run_id}" in latest["mlflow-run"].data
 
 
-def test_rerun_is_all_cached_and_registers_nothing(baseline):
+def test_rerun_is_all_cached_registers_nothing_and_imports_no_tensorflow(baseline, module_workspace):
+    """In a fresh process, as from the shell: the cached steps only check their outputs."""
+    from prefect.settings import PREFECT_API_URL
+
     before = versions()
-    again = train_flow(config=default_config())
+    code = ("import json, sys; from multitask.config import RunConfig; from flows.train import train_flow; "
+            f"result = train_flow(config=RunConfig.model_validate_json({default_config().model_dump_json()!r})); "
+            "print(json.dumps({'steps': result['steps'], 'version': result['version'], "
+            "'imported': sorted({'tensorflow', 'keras', 'tensorflow_datasets'} & set(sys.modules))}))")
+    env = {**os.environ, "MULTITASK_HOME": str(module_workspace), "PREFECT_API_URL": PREFECT_API_URL.value()}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = json.loads(done.stdout.strip().splitlines()[-1])
     assert again["steps"] == {step: "Cached" for step in ALL_STEPS}
     assert again["version"] == baseline["version"] and versions() == before
+    assert again["imported"] == []
 
 
 def test_training_change_reruns_training_onward(baseline):
@@ -126,7 +141,7 @@ def test_deleted_outputs_are_recomputed_not_a_broken_hit(baseline):
 
 def _fail_first_calls(monkeypatch, exc: Exception, times: int) -> list[int]:
     calls: list[int] = []
-    real = data_tasks.catalog.prepare
+    real = catalog.prepare
 
     def flaky(data):
         calls.append(1)
@@ -134,7 +149,7 @@ def _fail_first_calls(monkeypatch, exc: Exception, times: int) -> list[int]:
             raise exc
         return real(data)
 
-    monkeypatch.setattr(data_tasks.catalog, "prepare", flaky)
+    monkeypatch.setattr(catalog, "prepare", flaky)
     return calls
 
 
