@@ -6,8 +6,11 @@ suite uses temporary homes and never touches the user's own Prefect profile.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +30,7 @@ import pytest  # noqa: E402
 
 from multitask.config import RunConfig, load_config  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA_STEPS = ("prepare_dataset", "build_snapshot", "validate_dataset")  # the data flow's steps, in order
 
 # Tens of 32x32 images, one epoch, and the starting point's 7-layer model: most flow tests are
@@ -45,6 +49,25 @@ def versions(name: str = "multitask-shapes") -> list[str]:
     from multitask import registry
 
     return sorted((row["version"] for row in registry.list_models() if row["name"] == name), key=int)
+
+
+def tiny_parameters(*sets: str) -> dict:
+    """`TINY` and `sets` (`section.key=JSON`, as `--set` takes them) as a flow's `config` parameter,
+    for deployment runs."""
+    config: dict = {}
+    for item in (*TINY, *sets):
+        key, value = item.split("=", 1)
+        section, field = key.split(".")
+        config.setdefault(section, {})[field] = json.loads(value)
+    return {"config": config}
+
+
+def run_prefect(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """A `prefect` command as a user would type it, from the repository root; must succeed."""
+    done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
 
 
 def tiny_config(*sets: str, preset: str = "default") -> RunConfig:

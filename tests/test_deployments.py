@@ -6,8 +6,6 @@ subprocess, as a user would type it.
 
 import os
 import runpy
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,13 +13,10 @@ import pytest
 
 from multitask import registry
 
+from conftest import run_prefect, tiny_parameters
+
 ROOT = Path(__file__).resolve().parents[1]
-PREFECT = [sys.executable, "-m", "prefect"]
-TINY_CONFIG = {
-    "data": {"train_size": 40, "validation_size": 10, "test_size": 10, "image_size": 32},
-    "train": {"epochs": 1, "batch_size": 16}, "evaluate": {"grid_size": 2},
-    "gate": {"min_accuracy": 0, "min_mean_iou": 0},
-}
+NO_FLOORS = ("gate.min_accuracy=0", "gate.min_mean_iou=0")
 
 
 @pytest.fixture
@@ -31,19 +26,13 @@ def cli_env(prefect_server, workspace):
     return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MULTITASK_HOME": str(workspace)}
 
 
-def _prefect(env, *args, timeout=240):
-    result = subprocess.run([*PREFECT, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
-
-
 def test_deploy_schedule_and_run_nightly_retrain_with_a_worker(cli_env, workspace):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
     started = time.monotonic()
-    _prefect(cli_env, "work-pool", "create", "multitask", "--type", "process", "--overwrite")
-    _prefect(cli_env, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+    run_prefect(cli_env, "work-pool", "create", "multitask", "--type", "process", "--overwrite")
+    run_prefect(cli_env, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
 
     with get_client(sync_client=True) as client:
         deployments = {d.name: d for d in client.read_deployments()}
@@ -54,8 +43,8 @@ def test_deploy_schedule_and_run_nightly_retrain_with_a_worker(cli_env, workspac
         assert nightly.work_pool_name == "multitask" and nightly.entrypoint == "flows/retrain.py:retrain_flow"
         assert deployments["train"].schedules == []
 
-    flow_run = run_deployment("retrain/retrain-nightly", parameters={"config": TINY_CONFIG}, timeout=0)
-    _prefect(cli_env, "worker", "start", "--pool", "multitask", "--run-once", timeout=400)
+    flow_run = run_deployment("retrain/retrain-nightly", parameters=tiny_parameters(*NO_FLOORS), timeout=0)
+    run_prefect(cli_env, "worker", "start", "--pool", "multitask", "--run-once", timeout=400)
 
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(flow_run.id).state

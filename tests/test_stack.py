@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from conftest import run_prefect, tiny_parameters
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -126,23 +126,6 @@ def test_both_servers_refuse_requests_without_credentials(stack):
         assert _status(url, authorization, body) == 200, url
 
 
-def _prefect(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **env})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
-
-
-def _parameters(*sets: str) -> dict:
-    """`section.key=JSON` settings (as `--set` takes them) -> a flow's `config` parameter."""
-    config: dict = {}
-    for item in (*TINY, *sets):
-        key, value = item.split("=", 1)
-        section, field = key.split(".")
-        config.setdefault(section, {})[field] = json.loads(value)
-    return {"config": config}
-
-
 def _run_deployment(st, name: str, parameters: dict) -> str:
     status, body = st.request("prefect", f"/deployments/name/{name}")
     assert status == 200, body
@@ -173,13 +156,13 @@ def _mlflow(st, path: str) -> dict:
 @pytest.fixture(scope="module")
 def deployed(stack):
     st, _, env = stack
-    _prefect(env, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+    run_prefect({**os.environ, **env}, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
     return st
 
 
 def test_worker_runs_nightly_retrain_and_the_champion_reads_back_through_mlflow(deployed):
     st = deployed
-    run = _run_deployment(st, "retrain/retrain-nightly", _parameters(
+    run = _run_deployment(st, "retrain/retrain-nightly", tiny_parameters(
         'registry.model_name="stack-retrain"', "gate.min_accuracy=0", "gate.min_mean_iou=0"))
     assert _wait_for(st, [run]) == {run: "Completed"}, (st.logs / "worker.log").read_text()[-5000:]
     champion = _mlflow(st, "/api/2.0/mlflow/registered-models/alias?name=stack-retrain&alias=champion")
@@ -194,7 +177,7 @@ def test_worker_runs_nightly_retrain_and_the_champion_reads_back_through_mlflow(
 def test_eight_concurrent_runs_all_complete_and_register(deployed):
     st = deployed
     started = time.monotonic()
-    runs = [_run_deployment(st, "train/train", _parameters(f'registry.model_name="stack-load-{i}"'))
+    runs = [_run_deployment(st, "train/train", tiny_parameters(f'registry.model_name="stack-load-{i}"'))
             for i in range(LOAD_RUNS)]
     final = _wait_for(st, runs)
     print(f"{LOAD_RUNS} concurrent train runs: {sorted(final.values())} in {time.monotonic() - started:.0f} s")
