@@ -147,6 +147,15 @@ def _wait_for(st, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
     return final
 
 
+def _poll(read, timeout: float = 90) -> list:
+    """`read()` every second until it returns something non-empty, or the timeout."""
+    deadline, found = time.monotonic() + timeout, read()
+    while not found and time.monotonic() < deadline:
+        time.sleep(1)
+        found = read()
+    return found
+
+
 def _mlflow(st, path: str) -> dict:
     status, body = st.request("mlflow", path)
     assert status == 200, body
@@ -219,16 +228,15 @@ def test_an_edited_folder_dataset_triggers_retrain_on_change(deployed):
     second = _run_deployment(st, "watch/watch", {"dataset": spec})
     assert _wait_for(st, [second]) == {second: "Completed"}, (st.logs / "worker.log").read_text()[-5000:]
 
-    [event] = json.loads(st.request("prefect", "/events/filter", {
-        "filter": {"event": {"name": ["multitask.dataset.changed"]}, "resource": {"id": [spec]}}})[1])["events"]
-    assert event["payload"]["dataset"] == spec and event["payload"]["old"] != event["payload"]["new"]
+    # the server stores events and evaluates triggers a few seconds after the event is sent
+    events = _poll(lambda: json.loads(st.request("prefect", "/events/filter", {
+        "filter": {"event": {"name": ["multitask.dataset.changed"]}, "resource": {"id": [spec]}}})[1])["events"])
+    assert len(events) == 1, "no multitask.dataset.changed event for the edited dataset"
+    assert events[0]["payload"]["dataset"] == spec and events[0]["payload"]["old"] != events[0]["payload"]["new"]
 
     deployment = json.loads(st.request("prefect", "/deployments/name/retrain/retrain-on-change")[1])["id"]
-    deadline, triggered = time.monotonic() + 90, []
-    while not triggered and time.monotonic() < deadline:
-        triggered = json.loads(st.request("prefect", "/flow_runs/filter", {
-            "flow_runs": {"deployment_id": {"any_": [deployment]}}})[1])
-        time.sleep(1)
+    triggered = _poll(lambda: json.loads(st.request("prefect", "/flow_runs/filter", {
+        "flow_runs": {"deployment_id": {"any_": [deployment]}}})[1]))
     assert len(triggered) == 1, "the trigger created no run of retrain-on-change"
     assert triggered[0]["parameters"]["config"]["data"]["dataset"] == spec
     st.request("prefect", f"/flow_runs/{triggered[0]['id']}/set_state",
