@@ -135,25 +135,28 @@ def _run_deployment(st, name: str, parameters: dict) -> str:
     return json.loads(body)["id"]
 
 
-def _wait_for(st, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
-    """Final state name of each flow run, polled through the server."""
-    deadline, final = time.monotonic() + timeout, {}
-    while len(final) < len(run_ids) and time.monotonic() < deadline:
-        for run_id in set(run_ids) - set(final):
-            state = json.loads(st.request("prefect", f"/flow_runs/{run_id}")[1])["state"]
-            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                final[run_id] = state["name"]
-        time.sleep(2)
-    return final
-
-
-def _poll(read, timeout: float = 90) -> list:
-    """`read()` every second until it returns something non-empty, or the timeout."""
+def _poll(read, timeout: float = 90):
+    """`read()` every second until it returns something truthy, or the timeout; its last answer."""
     deadline, found = time.monotonic() + timeout, read()
     while not found and time.monotonic() < deadline:
         time.sleep(1)
         found = read()
     return found
+
+
+def _wait_for(st, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
+    """Final state name of each flow run, polled through the server (unfinished ones left out)."""
+    final: dict[str, str] = {}
+
+    def all_finished() -> bool:
+        for run_id in set(run_ids) - set(final):
+            state = json.loads(st.request("prefect", f"/flow_runs/{run_id}")[1])["state"]
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                final[run_id] = state["name"]
+        return len(final) == len(run_ids)
+
+    _poll(all_finished, timeout)
+    return final
 
 
 def _mlflow(st, path: str) -> dict:
