@@ -19,6 +19,8 @@ from multitask.errors import ConfigError
 from multitask.heads import BOX_PRIOR, BoxAlign, SoftArgmaxBox, conv_bn
 from multitask.losses import box_loss
 from multitask.metrics import BoxIoUAbove, MeanBoxIoU
+from multitask.optimizer import FusedAdam
+from multitask.precision import resolve
 from multitask.weighting import with_weighting
 
 
@@ -95,7 +97,7 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Mo
         raise ConfigError(f"a classifier needs at least 2 classes, the dataset has {num_classes}")
     keras.utils.set_random_seed(cfg.seed)
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(cfg.precision)  # layers take the policy when they are created
+    keras.config.set_dtype_policy(resolve(cfg.precision))  # layers take the policy when they are created
     try:
         if cfg.preset == "seed":
             return seed_model(num_classes, image_size)
@@ -127,7 +129,7 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
     else:
         model = with_weighting(model, cfg)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate(cfg, steps_per_epoch)),
+        optimizer=FusedAdam(learning_rate=learning_rate(cfg, steps_per_epoch)),
         loss=losses,
         loss_weights=loss_weights,
         metrics={"label": ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],

@@ -1,0 +1,36 @@
+"""FusedAdam: Keras' Adam update computed by one TensorFlow kernel per weight."""
+
+import keras
+import numpy as np
+import pytest
+
+from multitask.model import load
+from multitask.optimizer import FusedAdam
+
+
+def _trained(optimizer: keras.optimizers.Optimizer, steps: int = 5) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)])
+    model.compile(optimizer=optimizer, loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 6)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+    for _ in range(steps):
+        model.train_on_batch(x, y)
+    return model
+
+
+@pytest.mark.parametrize("settings", [{}, {"learning_rate": 0.05, "beta_1": 0.5, "epsilon": 1e-3, "weight_decay": 0.1}])
+def test_the_same_weights_as_keras_adam_after_several_steps(settings):
+    ours, theirs = _trained(FusedAdam(**settings)), _trained(keras.optimizers.Adam(**settings))
+    initial = _trained(keras.optimizers.Adam(**settings), steps=0)
+    for mine, reference, start in zip(ours.get_weights(), theirs.get_weights(), initial.get_weights()):
+        assert not np.allclose(mine, start)  # the weights moved
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_compiled_with_it_saves_and_loads_in_safe_mode(tmp_path):
+    model = _trained(FusedAdam(learning_rate=0.01))
+    model.save(tmp_path / "m.keras")
+    loaded = load(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, FusedAdam) and loaded.optimizer.learning_rate.numpy() == pytest.approx(0.01)
+    assert int(loaded.optimizer.iterations.numpy()) == 5  # the moments came back with the weights
