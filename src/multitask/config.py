@@ -78,10 +78,9 @@ class ModelConfig(Section):
     weights: str = Field(
         "imagenet", min_length=1, description="Pretrained presets' backbone weights: `imagenet` (Keras' "
         "cache, downloaded where the network allows), `none`, or a weights file (`.weights.h5`).")
-    # float32 stays the default: see docs/benchmarks.md (P1) for what bfloat16 gains here.
-    precision: Literal["float32", "mixed_bfloat16"] = Field(
-        "float32", description="`mixed_bfloat16`: compute in bfloat16, keep weights and outputs in float32."
-    )
+    precision: Literal["auto", "float32", "mixed_bfloat16"] = Field(
+        "float32", description="`mixed_bfloat16`: compute in bfloat16, keep weights and outputs in float32; "
+        "`auto`: `mixed_bfloat16` on a CPU with native bfloat16 (AMX, AVX512-BF16) and no GPU, else `float32`.")
 
     @property
     def fingerprint(self) -> str:
@@ -218,10 +217,10 @@ class RunConfig(Section):
 
 # Overrides on top of the field defaults. `seed` reproduces the starting point: its model,
 # Adam(1e-3) at a constant rate, categorical + binary cross-entropy with equal weights,
-# 10 epochs of batch 32, no augmentation.
+# 10 epochs of batch 32, no augmentation, float32.
 PRESETS: dict[str, dict[str, Any]] = {
     "seed": {
-        "model": {"preset": "seed"},
+        "model": {"preset": "seed", "precision": "float32"},
         "train": {"box_loss": "bce", "box_loss_weight": 1.0, "augment_flip": False, "augment_scale": 0.0,
                   "augment_shift": 0.0, "augment_colour": 0.0, "early_stopping_patience": None, "epochs": 10,
                   "lr_schedule": "constant", "weighting": "fixed"},
