@@ -26,6 +26,7 @@ def cli_env(prefect_server, workspace):
     return {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MULTITASK_HOME": str(workspace)}
 
 
+@pytest.mark.server
 def test_deploy_schedule_and_run_nightly_retrain_with_a_worker(cli_env, workspace):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment

@@ -190,6 +190,7 @@ def _post(url: str, body: dict) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
+@pytest.mark.server
 def test_the_scoring_server_answers_images_as_predict_does(first, tmp_path):
     """`multitask serve` (MLflow's scoring server) on loopback: started, asked, compared, stopped."""
     import base64

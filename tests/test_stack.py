@@ -25,7 +25,7 @@ import pytest
 
 from conftest import run_prefect, tiny_parameters
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deployments" / "stack"
