@@ -36,9 +36,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-## Benchmarks P0-P5 (about 10 minutes on 2 cores): bench/results/*.json and docs/benchmarks.md
+## Benchmarks P0-P8: bench/results/<host>-<date>.json and docs/benchmarks.md (hours on 2 cores, most of it
+## P6's twelve trainings; ARGS="--p6-from FILE" takes P6 from an earlier run, ARGS="--only P6" measures one figure alone)
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(ARGS)
 
 ## The default recipe on shapes, the cluttered set and glyphs on photographs (long): docs/quality.md
 quality: $(STAMP)
