@@ -7,6 +7,8 @@ import pytest
 from multitask.model import load
 from multitask.optimizer import FusedAdam
 
+pytestmark = pytest.mark.slow  # they train (a few steps of a tiny model)
+
 
 def _trained(optimizer: keras.optimizers.Optimizer, steps: int = 5) -> keras.Model:
     keras.utils.set_random_seed(0)
