@@ -209,10 +209,14 @@ TINY_RUN = ["data.train_size=40", "data.validation_size=20", "data.test_size=20"
             'model.preset="seed"']
 
 
+def _shell_env() -> dict[str, str]:
+    """This environment without `PREFECT_API_URL`: a command started with it runs Prefect's temporary server."""
+    return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+
+
 def _cli(workdir: Path, home: str, *args: str) -> tuple[float, dict]:
     """Run `multitask ARGS --json` as a user would (its own process, Prefect's temporary server)."""
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env["MULTITASK_HOME"] = str(workdir / home)
+    env = {**_shell_env(), "MULTITASK_HOME": str(workdir / home)}
     started = time.perf_counter()
     out = subprocess.run([str(Path(sys.executable).parent / "multitask"), *args, "--json"], env=env, cwd=workdir,
                          capture_output=True, text=True)
@@ -235,7 +239,7 @@ def p3b(workdir: Path, rounds: int = 3) -> dict:
         warm.append(seconds)
         started = time.perf_counter()
         subprocess.run([sys.executable, "trivial.py"], cwd=workdir, check=True, capture_output=True,
-                       env={k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"})
+                       env=_shell_env())
         trivial.append(time.perf_counter() - started)
     return {"ratio": round(statistics.median(warm) / statistics.median(trivial), 3), "goal": "<= 1.5",
             "warm_s": [round(v, 2) for v in warm], "trivial_s": [round(v, 2) for v in trivial],
@@ -255,7 +259,7 @@ def p5_p7(workdir: Path) -> tuple[dict, dict]:
     p7 = {"ratio": round(wall_s / train_s, 3), "goal": "<= 1.3", "wall_s": round(wall_s, 1),
           "train_s": round(train_s, 1), "training": summary["training"]}
     p5 = {"value": {k: summary["metrics"][k] for k in ("accuracy", "mean_iou", "iou50")}, "rows": rows,
-          "test_images": 500}
+          "test_images": DataConfig().test_size}
     return p5, p7
 
 
