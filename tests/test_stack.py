@@ -186,6 +186,26 @@ def test_worker_runs_nightly_retrain_and_the_champion_reads_back_through_mlflow(
     assert not (st.dir / "workspace" / "mlartifacts").exists()
 
 
+def test_a_version_reads_back_without_mlflow_as_mlflow_reads_it(stack, monkeypatch):
+    """`registry.peek` (a cached run's check) through the server's REST API, with credentials."""
+    from multitask.registry import peek, store
+
+    for name, value in stack[2].items():
+        monkeypatch.setenv(name, value)
+    c = store.client()
+    run = c.create_run(c.create_experiment("stack-peek"))
+    c.create_registered_model("stack-peek")
+    c.create_model_version("stack-peek", f"runs:/{run.info.run_id}/model", run_id=run.info.run_id,
+                           tags={peek.TRAIN_FINGERPRINT_TAG: "abc"})
+    c.set_registered_model_alias("stack-peek", "champion", "1")
+    assert peek.version("stack-peek", "1") == peek._from_mlflow("stack-peek", "1") == peek.Found(
+        tags={peek.TRAIN_FINGERPRINT_TAG: "abc"}, aliases=["champion"])
+    assert peek.version("stack-peek", "2") is None and peek.version("stack-absent", "1") is None
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+    with pytest.raises(RuntimeError, match="refused reading stack-peek/1: 401"):
+        peek.version("stack-peek", "1")
+
+
 def test_eight_concurrent_runs_all_complete_and_register(deployed):
     st = deployed
     started = time.monotonic()

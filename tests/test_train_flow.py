@@ -74,7 +74,7 @@ def test_metrics_artifacts_are_published(baseline):
     assert f"/runs/{run_id}" in latest["mlflow-run"].data
 
 
-def test_rerun_is_all_cached_registers_nothing_and_imports_no_tensorflow(baseline, module_workspace):
+def test_rerun_is_all_cached_registers_nothing_and_imports_neither_tensorflow_nor_mlflow(baseline, module_workspace):
     """In a fresh process, as from the shell: the cached steps only check their outputs."""
     from prefect.settings import PREFECT_API_URL
 
@@ -82,7 +82,7 @@ def test_rerun_is_all_cached_registers_nothing_and_imports_no_tensorflow(baselin
     code = ("import json, sys; from multitask.config import RunConfig; from flows.train import train_flow; "
             f"result = train_flow(config=RunConfig.model_validate_json({default_config().model_dump_json()!r})); "
             "print(json.dumps({'steps': result['steps'], 'version': result['version'], "
-            "'imported': sorted({'tensorflow', 'keras', 'tensorflow_datasets'} & set(sys.modules))}))")
+            "'imported': sorted({'tensorflow', 'keras', 'tensorflow_datasets', 'mlflow'} & set(sys.modules))}))")
     env = {**os.environ, "MULTITASK_HOME": str(module_workspace), "PREFECT_API_URL": PREFECT_API_URL.value()}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=240)

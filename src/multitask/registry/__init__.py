@@ -2,32 +2,16 @@
 
 `store` (the client and its URI), `references` (NAME@ALIAS, NAME/VERSION), `lineage` (what a
 model was made from), `runs` (logging and registering a trained model), `versions` (aliases,
-lookups, promotion, tags), `loading` (downloading and safe loading).
+lookups, promotion, tags), `loading` (downloading and safe loading), `peek` (one version's tags
+and aliases read without MLflow).
 
-`runs` and `loading` import TensorFlow; they load on first use of one of their names
-(`__getattr__` below), so a flow run whose steps are all cached only checks the registry.
+Each name loads its module on first use (`__getattr__` below): importing the package costs
+nothing, so a flow run whose steps are all cached imports neither MLflow nor TensorFlow; it only
+peeks at the registry.
 """
 
 import importlib
 from typing import TYPE_CHECKING, Any
-
-from multitask.registry.lineage import LINEAGE_TAG, changed_sections, lineage_tags
-from multitask.registry.references import model_uri, parse_reference
-from multitask.registry.store import client
-from multitask.registry.versions import (
-    CHALLENGER,
-    CHAMPION,
-    aliases,
-    champion,
-    find_version,
-    list_models,
-    preprocessing,
-    promote,
-    resolve,
-    set_tags,
-    show,
-    version_matches,
-)
 
 __all__ = [
     "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "champion", "changed_sections", "client",
@@ -37,14 +21,38 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from multitask.registry.lineage import LINEAGE_TAG, changed_sections, lineage_tags
     from multitask.registry.loading import fetch, load_model, load_registered
+    from multitask.registry.peek import aliases, version_matches
+    from multitask.registry.references import model_uri, parse_reference
     from multitask.registry.runs import register, run_url
+    from multitask.registry.store import client
+    from multitask.registry.versions import (
+        CHALLENGER,
+        CHAMPION,
+        champion,
+        find_version,
+        list_models,
+        preprocessing,
+        promote,
+        resolve,
+        set_tags,
+        show,
+    )
 
-_ON_FIRST_USE = {"fetch": "loading", "load_model": "loading", "load_registered": "loading",
-                 "register": "runs", "run_url": "runs"}
+_MODULE_OF = {
+    "LINEAGE_TAG": "lineage", "changed_sections": "lineage", "lineage_tags": "lineage",
+    "fetch": "loading", "load_model": "loading", "load_registered": "loading",
+    "aliases": "peek", "version_matches": "peek",
+    "model_uri": "references", "parse_reference": "references",
+    "register": "runs", "run_url": "runs",
+    "client": "store",
+    **dict.fromkeys(("CHALLENGER", "CHAMPION", "champion", "find_version", "list_models", "preprocessing",
+                     "promote", "resolve", "set_tags", "show"), "versions"),
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _ON_FIRST_USE:
-        return getattr(importlib.import_module(f"multitask.registry.{_ON_FIRST_USE[name]}"), name)
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"multitask.registry.{_MODULE_OF[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

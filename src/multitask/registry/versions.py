@@ -12,11 +12,11 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from multitask import workspace
 from multitask.errors import UserError
 from multitask.records import ModelVersion
+from multitask.registry.peek import TRAIN_FINGERPRINT_TAG
 from multitask.registry.references import parse_reference
 from multitask.registry.store import client
 
 CHALLENGER, CHAMPION = "challenger", "champion"
-TRAIN_FINGERPRINT_TAG = "multitask.train_fingerprint"
 
 
 def record(c: MlflowClient, name: str, version: str, run_id: str | None) -> ModelVersion:
@@ -39,27 +39,8 @@ def ensure_aliases(c: MlflowClient, name: str, version: str, first_is_champion: 
         c.set_registered_model_alias(name, CHAMPION, str(version))
 
 
-def _missing(exc: MlflowException) -> bool:
+def not_found(exc: MlflowException) -> bool:
     return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
-
-
-def version_matches(mv: ModelVersion) -> bool:
-    """True when the registry still holds this version, made from the same trained model.
-
-    Only "no such version" means False: any other registry error (a locked database, a server
-    that does not answer) propagates, so a caller never takes a hiccup for a missing version.
-    """
-    try:
-        found = client().get_model_version(mv.name, mv.version)
-    except MlflowException as exc:
-        if _missing(exc):
-            return False
-        raise
-    return found.tags.get(TRAIN_FINGERPRINT_TAG) == mv.fingerprint
-
-
-def aliases(name: str, version: str) -> list[str]:
-    return sorted(client().get_model_version(name, version).aliases)
 
 
 def list_models() -> list[dict[str, Any]]:
@@ -95,7 +76,7 @@ def champion(name: str) -> ModelVersion | None:
     try:
         version = c.get_registered_model(name).aliases.get(CHAMPION)
     except MlflowException as exc:
-        if _missing(exc):
+        if not_found(exc):
             return None
         raise
     return None if version is None else record(c, name, version, c.get_model_version(name, version).run_id)
