@@ -35,7 +35,11 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     test = make_dataset(snapshot, "test", cfg.batch_size)
     logs = model.evaluate(test, return_dict=True, verbose=0)
     metrics = {ours: round(float(logs[keras_name]), 6) for keras_name, ours in METRIC_NAMES.items()}
-    counts = confusion_matrix(model, test, len(snapshot.class_names))
+    # One prediction pass over the test split, in its order, for the confusion matrix and the grid:
+    # each further way of predicting (per batch, on an array) would trace the model again.
+    predicted = model.predict(test, verbose=0)
+    truth = np.concatenate([targets["label"].numpy() for _, targets in test])
+    counts = confusion_matrix(truth, np.argmax(predicted["label"], axis=-1), len(snapshot.class_names))
     per_class = per_class_accuracy(counts, snapshot.class_names)
     metrics_path = atomic.write_json(out_dir / "metrics.json", {
         **metrics, "per_class_accuracy": per_class,
@@ -44,7 +48,7 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     curves = None
     if history_path is not None:
         curves = str(plot_curves(read_history(history_path), out_dir / "curves.png"))
-    predictions = plot_predictions(model, snapshot, cfg.grid_size, out_dir / "predictions.png")
+    predictions = plot_predictions(predicted, snapshot, cfg.grid_size, out_dir / "predictions.png")
     confusion = plot_confusion(counts, snapshot.class_names, out_dir / "confusion.png")
     return EvalReport(
         metrics=metrics, per_class_accuracy=per_class, metrics_path=str(metrics_path), curves_path=curves,
@@ -52,12 +56,10 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     )
 
 
-def confusion_matrix(model, batches, num_classes: int) -> np.ndarray:
-    """counts[true, predicted] over a dataset of (images, {"label", ...}) batches."""
+def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """counts[true, predicted] from two arrays of class indices."""
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for images, targets in batches:
-        predicted = np.argmax(model.predict_on_batch(images)["label"], axis=-1)
-        np.add.at(counts, (targets["label"].numpy(), predicted), 1)
+    np.add.at(counts, (truth, predicted), 1)
     return counts
 
 

@@ -136,6 +136,9 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
                  "box": [MeanBoxIoU(), BoxIoUAbove(0.5)]},
         steps_per_execution=_steps_per_execution(cfg),
     )
+    # Without a distribution strategy Keras creates the optimizer's slot variables inside the first
+    # traced train step, at about 28 ms each (8 s for MobileNetV3-Small's 308): here, 0.5 s in all.
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from multitask import atomic
-from multitask.pipeline import load_split, normalise
+from multitask.pipeline import load_split
 from multitask.records import SnapshotRef
 
 _NAMED_TICKS = 30  # more classes than this: the confusion matrix shows no tick labels
@@ -41,11 +41,10 @@ def _draw_box(ax, box, size: int, colour: str) -> None:
                                fill=False, edgecolor=colour, linewidth=1.5))
 
 
-def plot_predictions(model, snapshot: SnapshotRef, grid: int, path: Path) -> Path:
-    """A grid of test images: true box green, predicted box orange; title 'true / predicted'."""
+def plot_predictions(predicted: dict[str, np.ndarray], snapshot: SnapshotRef, grid: int, path: Path) -> Path:
+    """The first grid x grid test images with the model's outputs for them (`predicted`: the
+    test split's, in order): true box green, predicted box orange; title 'true / predicted'."""
     examples = list(load_split(snapshot, "test").take(grid * grid).as_numpy_iterator())
-    images = np.stack([e["image"] for e in examples])
-    predicted = model.predict(normalise(images), verbose=0)
     names = snapshot.class_names
     fig = Figure(figsize=(2.2 * grid, 2.4 * grid))
     axes = fig.subplots(grid, grid, squeeze=False)
