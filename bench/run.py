@@ -128,26 +128,30 @@ def p0_p1(workdir: Path, rounds: int, epochs: int) -> dict:
     flops = forward_flops(build_model(ModelConfig(preset="seed"), 10, 64))
     results: dict = {"forward_mflop_per_image": round(flops / 1e6, 2)}
     for precision, dtype in (("float32", "float32"), ("mixed_bfloat16", "bfloat16")):
-        ours, plain = [], []
-        for _ in range(rounds):  # alternate, so drift in machine speed hits both alike
+        ours, plain, throughput, peak = [], [], [], []
+        for _ in range(rounds):  # alternate, so drift in machine speed hits all alike
             ours.append(ours_images_per_second(snapshot, epochs, workdir, precision=precision)[0])
             plain.append(plain_images_per_second(snapshot, epochs))
-        throughput = ours_images_per_second(snapshot, epochs, workdir, precision=precision,
-                                            sets=(f"train.batch_size={THROUGHPUT_BATCH}",))[0]
+            throughput.append(ours_images_per_second(snapshot, epochs, workdir, precision=precision,
+                                                     sets=(f"train.batch_size={THROUGHPUT_BATCH}",))[0])
+            peak.append(matmul_peak(dtype))  # right after the training it is compared with
         default = ours_images_per_second(snapshot, epochs, workdir, preset="default", precision=precision)[0]
-        peak = matmul_peak(dtype)
+        median_peak = statistics.median(peak)
+        float32_peak = results.get("float32", {}).get("matmul_peak_gflops", median_peak)  # the plain script's
 
-        def share(images_per_second: float, peak: float = peak) -> float:
+        def share(images_per_second: float, peak: float = median_peak) -> float:
             return round(3 * flops * images_per_second / 1e9 / peak, 3)
 
         results[precision] = {
             "ratio": round(statistics.median([o / p for o, p in zip(ours, plain)]), 3),
             "ours_img_s": round(statistics.median(ours), 1), "plain_img_s": round(statistics.median(plain), 1),
             "ours_rounds": [round(v, 1) for v in ours], "plain_rounds": [round(v, 1) for v in plain],
-            "throughput_img_s": round(throughput, 1), "default_preset_img_s": round(default, 1),
-            "matmul_peak_gflops": round(peak, 1),
-            "P0_throughput": share(throughput), "P0_ours": share(statistics.median(ours)),
-            "P0_plain": share(statistics.median(plain), matmul_peak("float32")),
+            "throughput_img_s": round(statistics.median(throughput), 1),
+            "throughput_rounds": [round(v, 1) for v in throughput], "default_preset_img_s": round(default, 1),
+            "matmul_peak_gflops": round(median_peak, 1), "peak_rounds": [round(v, 1) for v in peak],
+            # each round's throughput over the peak measured right after it, then the median
+            "P0_throughput": statistics.median([share(t, p) for t, p in zip(throughput, peak)]),
+            "P0_ours": share(statistics.median(ours)), "P0_plain": share(statistics.median(plain), float32_peak),
         }
     return results
 
@@ -386,7 +390,9 @@ def markdown(results: dict) -> str:
         "",
         f"P1 rounds (images/s), alternating ours and plain: float32 ours {r['P0']['float32']['ours_rounds']}, "
         f"plain {r['P0']['float32']['plain_rounds']}; bf16 ours {r['P0']['mixed_bfloat16']['ours_rounds']}, "
-        f"plain {r['P0']['mixed_bfloat16']['plain_rounds']}.",
+        f"plain {r['P0']['mixed_bfloat16']['plain_rounds']}. P0 rounds (throughput images/s, then the matmul "
+        f"peak measured right after it, GFLOP/s): float32 {r['P0']['float32'].get('throughput_rounds', '-')}, "
+        f"{r['P0']['float32'].get('peak_rounds', '-')}.",
         "",
         "P0: where a float32 training step of the `seed` model goes (bench/step_profile.py: each part "
         "alone, in a graph loop; ms per step):",
