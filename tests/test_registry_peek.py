@@ -17,23 +17,20 @@ NAME = "peeked"
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(module_workspace):
     """A real store: two versions with tags and aliases, then the second deleted, a third added."""
     from multitask import registry
 
-    home = tmp_path_factory.mktemp("peek")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MULTITASK_HOME", str(home))
-        c = registry.client()
-        c.create_registered_model(NAME)
-        for n in (1, 2, 3):
-            tags = {peek.TRAIN_FINGERPRINT_TAG: f"fp{n}", "n": str(n)}
-            c.create_model_version(NAME, (home / f"model-{n}").as_uri(), tags=tags)
-        c.set_registered_model_alias(NAME, "champion", "1")
-        c.set_registered_model_alias(NAME, "challenger", "3")
-        c.set_registered_model_alias(NAME, "other", "1")
-        c.delete_model_version(NAME, "2")
-        yield home
+    c = registry.client()
+    c.create_registered_model(NAME)
+    for n in (1, 2, 3):
+        tags = {peek.TRAIN_FINGERPRINT_TAG: f"fp{n}", "n": str(n)}
+        c.create_model_version(NAME, (module_workspace / f"model-{n}").as_uri(), tags=tags)
+    c.set_registered_model_alias(NAME, "champion", "1")
+    c.set_registered_model_alias(NAME, "challenger", "3")
+    c.set_registered_model_alias(NAME, "other", "1")
+    c.delete_model_version(NAME, "2")
+    return module_workspace
 
 
 @pytest.fixture
@@ -76,10 +73,10 @@ def test_a_locked_database_is_a_transient_fault(in_store, monkeypatch):
     assert is_transient(raised.value)
 
 
-def test_a_store_not_yet_created_or_of_another_kind_is_left_to_mlflow(tmp_path, monkeypatch):
-    monkeypatch.setenv("MULTITASK_HOME", str(tmp_path))
-    assert peek.version(NAME, "1") is None  # MLflow creates the store, which holds nothing
-    assert (tmp_path / "mlflow.db").is_file()
+def test_a_store_not_yet_created_or_of_another_schema_is_left_to_mlflow(tmp_path):
+    with pytest.raises(peek.AskMlflow):
+        peek._from_sqlite(tmp_path / "mlflow.db", NAME, 1)
+    assert not (tmp_path / "mlflow.db").exists()  # read-only: never created here
     other = sqlite3.connect(tmp_path / "other.db")
     other.execute("CREATE TABLE model_versions (name TEXT)")
     other.close()
