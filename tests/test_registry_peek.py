@@ -61,7 +61,7 @@ def test_tags_aliases_and_fingerprints(in_store):
 
 
 def test_a_locked_database_is_a_transient_fault(in_store, monkeypatch):
-    monkeypatch.setattr(peek, "REQUEST_SECONDS", 0.1)
+    monkeypatch.setattr(peek, "WAIT_SECONDS", 0.1)
     writer = sqlite3.connect(in_store / "mlflow.db")
     writer.execute("BEGIN EXCLUSIVE")
     try:

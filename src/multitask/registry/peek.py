@@ -35,7 +35,7 @@ MLFLOW_ONLY_SETTINGS = ("MLFLOW_WORKSPACE", "MLFLOW_WORKSPACE_STORE_URI", "MLFLO
                         "MLFLOW_TRACKING_SERVER_CERT_PATH", "MLFLOW_TRACKING_CLIENT_CERT_PATH")
 DEFAULT_WORKSPACE = "default"  # MLflow's single-tenant workspace name, a column of its tables
 DELETED_STAGE = "Deleted_Internal"  # MLflow's SQL store soft-deletes a version with this stage
-REQUEST_SECONDS = 30
+WAIT_SECONDS = 30  # for a locked sqlite file, or a server's answer
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def _from_sqlite(path: Path, name: str, number: int) -> Found | None:
     locked" propagates, to be retried; a schema MLflow has changed is left to MLflow."""
     if not path.is_file():
         raise AskMlflow
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=REQUEST_SECONDS)
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=WAIT_SECONDS)
     try:
         where = "name = ? AND version = ? AND workspace = ?"
         key = (name, number, DEFAULT_WORKSPACE)
@@ -118,7 +118,7 @@ def _from_server(uri: str, name: str, number: str) -> Found | None:
     request = urllib.request.Request(f"{uri.rstrip('/')}/api/2.0/mlflow/model-versions/get?{query}",
                                      headers=_credentials())
     try:
-        with urllib.request.urlopen(request, timeout=REQUEST_SECONDS) as response:
+        with urllib.request.urlopen(request, timeout=WAIT_SECONDS) as response:
             body = json.load(response)["model_version"]
     except urllib.error.HTTPError as exc:
         error = _error_code(exc)

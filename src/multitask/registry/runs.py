@@ -18,8 +18,9 @@ from mlflow.types import ColSpec, Schema
 from multitask.config import RunConfig
 from multitask.model import load
 from multitask.records import EvalReport, ModelVersion, TrainedModelRef
+from multitask.registry.peek import TRAIN_FINGERPRINT_TAG
 from multitask.registry.store import client, experiment_id
-from multitask.registry.versions import TRAIN_FINGERPRINT_TAG, ensure_aliases, find_version, record
+from multitask.registry.versions import ensure_aliases, find_version, record
 from multitask.serving import COLUMN, ImagePredictor
 from multitask.train import read_history
 
