@@ -1,11 +1,15 @@
-"""`make bench`: figures P0-P5 of issue #6, measured here, written to bench/results/ and docs/benchmarks.md.
+"""`make bench`: figures P0-P8 (issues 6 and 17), measured here, written to bench/results/ and docs/benchmarks.md.
 
 P0 distance to the limit   training FLOP/s of preset `seed` / TF matmul peak (same dtype)
 P1 throughput ratio        ours (snapshot -> tf.data -> library train) / the plain script (numpy + fit)
 P2 input headroom          tf.data pipeline alone / training, images/s
 P3 warm re-run             unchanged train_flow re-run / cold run, wall time
+P3b cached from the shell  fully cached `multitask train` / a one-task Prefect flow, wall time
 P4 scaling                 time per training image and peak RSS at 1k, 4k, 16k images
-P5 quality per CPU-minute  `default` preset: validation accuracy and mean IoU against training time
+P5 quality per CPU-minute  the default recipe's validation curve against training time (P7's run)
+P6 bfloat16 accuracy       mixed_bfloat16 - float32 test points (bench/precision.py)
+P7 fixed overhead          cold `multitask train` of the default recipe / its training time
+P8 serving                 MLflow scoring server / in-process prediction latency (bench/serving.py)
 """
 
 from __future__ import annotations
@@ -213,6 +217,12 @@ TINY_RUN = ["data.train_size=40", "data.validation_size=20", "data.test_size=20"
             'model.preset="seed"']
 
 
+def _last_json(args: list[str], **kwargs) -> dict:
+    """Run a command that must succeed and prints its result as its last line, in JSON."""
+    out = subprocess.run(args, capture_output=True, text=True, check=True, **kwargs)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def _shell_env() -> dict[str, str]:
     """This environment without `PREFECT_API_URL`: a command started with it runs Prefect's temporary server."""
     return {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -269,9 +279,7 @@ def p5_p7(workdir: Path) -> tuple[dict, dict]:
 
 def p8() -> dict:
     """bench/serving.py in its own process (it trains, serves and exports in a workspace of its own)."""
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "serving.py")], capture_output=True, text=True,
-                         check=True)
-    serving = json.loads(out.stdout.strip().splitlines()[-1])
+    serving = _last_json([sys.executable, str(ROOT / "bench" / "serving.py")])
     ratio = serving["server_batch1"]["p50_ms"] / serving["in_process_batch1"]["p50_ms"]
     return {"ratio": round(ratio, 3), "goal": "reported (server p50 / in-process p50, 1 image)", **serving}
 
@@ -295,9 +303,7 @@ def p4(workdir: Path, sizes: list[int], rounds: int = 2) -> dict:
     runs: dict[int, list[dict]] = {size: [] for size in sizes}
     for round_ in range(rounds):
         for size in (sizes if round_ % 2 == 0 else sizes[::-1]):
-            out = subprocess.run([sys.executable, __file__, "--p4-child", str(size), "--workdir", str(workdir)],
-                                 capture_output=True, text=True, check=True)
-            runs[size].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            runs[size].append(_last_json([sys.executable, __file__, "--p4-child", str(size), "--workdir", str(workdir)]))
     rows = [{"images": size, "ms_per_image": min(r["ms_per_image"] for r in runs[size]),
              "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[size]),
              "rounds_ms_per_image": [r["ms_per_image"] for r in runs[size]]} for size in sizes]
@@ -309,9 +315,7 @@ def p4(workdir: Path, sizes: list[int], rounds: int = 2) -> dict:
 
 def step_profile() -> list[dict]:
     """bench/step_profile.py at the preset's batch and the throughput mode's, in a process of its own."""
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "step_profile.py"), "--batch", "32",
-                          str(THROUGHPUT_BATCH)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return _last_json([sys.executable, str(ROOT / "bench" / "step_profile.py"), "--batch", "32", str(THROUGHPUT_BATCH)])
 
 
 def split_p0_p1(raw: dict) -> tuple[dict, dict]:

@@ -1,9 +1,9 @@
 """The compute precision `auto` stands for: bfloat16 only where the CPU computes it in hardware.
 
 Opt-in, not the default (docs/benchmarks.md): on a CPU with AMX, `mixed_bfloat16` trained the
-`seed` model 2.7x faster than the plain float32 script (P1) but not the `default` model, and was
-0.5-1 point lower in accuracy (P6). Where bfloat16 is emulated it was 8x slower than float32, and
-on GPUs it was not measured, so both keep float32.
+`seed` model 2.0-2.7x faster than the plain float32 script (P1, three runs) but not the `default`
+model, and was 0.5-1 point lower in accuracy (P6). Where bfloat16 is emulated it was 8x slower
+than float32, and on GPUs it was not measured, so both keep float32.
 """
 
 from __future__ import annotations
