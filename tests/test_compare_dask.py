@@ -68,6 +68,15 @@ def _evaluations(home: Path) -> list[dict]:
     return sorted(({k: report[k] for k in keys} for report in reports), key=lambda m: json.dumps(m))
 
 
+def _trainings(home: Path) -> list[dict]:
+    """Every training's epochs (numbers only, no timings) and why it stopped, in a fixed order."""
+    histories = [json.loads(p.read_text()) for p in (home / "steps" / "train_model").glob("*/history.json")]
+    runs = [{"stop_reason": h["stop_reason"], "best_epoch": h["best_epoch"],
+             "epochs": [{k: v for k, v in e.items() if not k.endswith("_seconds")} for e in h["epochs"]]}
+            for h in histories]
+    return sorted(runs, key=lambda r: json.dumps(r))
+
+
 def _without_times(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "train_seconds"} for row in rows]
 
@@ -86,6 +95,8 @@ def test_two_dask_workers_at_once_give_exactly_what_one_thread_gives(dask_cluste
     assert len(trainings) == 2 and set(trainings.values()) == {"Completed"}
     worker_logs = (tmp_path / "dask.log").read_text()  # the workers' output, not this process's
     assert worker_logs.count("Task run 'train_model-") >= 2 and "Finished in state Completed" in worker_logs
+    # Epoch by epoch first, so that a difference says where it began; the workers' log says what they did.
+    assert _trainings(dask_home) == _trainings(tmp_path / "thread-ws"), worker_logs[-6000:]
     assert _without_times(on_dask["rows"]) == _without_times(in_order["rows"])
     assert len(_evaluations(dask_home)) == 2
     assert _evaluations(dask_home) == _evaluations(tmp_path / "thread-ws")
