@@ -60,6 +60,37 @@ def test_shuffle_and_flips_are_seeded(snapshot):
     assert not np.array_equal(a[0], c[0])
 
 
+def test_each_epoch_is_drawn_from_the_seed_and_its_number_alone(snapshot):
+    epoch = tf.Variable(0, dtype=tf.int64)
+    batches = make_dataset(snapshot, "train", 8, shuffle_buffer=10, seed=2, epoch=epoch,
+                           augmentation=Augmentation(flip=True, scale=0.3, shift=1.0))
+    assert int(batches.cardinality()) == 3
+
+    def one_epoch(data):
+        images, targets = zip(*[(im.numpy(), t["box"].numpy()) for im, t in data])
+        return np.concatenate(images), np.concatenate(targets)
+
+    first = one_epoch(batches)
+    epoch.assign(1)
+    second = one_epoch(batches)
+    resumed = one_epoch(make_dataset(snapshot, "train", 8, shuffle_buffer=10, seed=2,
+                                     epoch=tf.Variable(1, dtype=tf.int64),
+                                     augmentation=Augmentation(flip=True, scale=0.3, shift=1.0)))
+    assert not np.array_equal(first[0], second[0])  # a new order and new augmentations each epoch
+    assert np.array_equal(second[0], resumed[0]) and np.array_equal(second[1], resumed[1])
+
+
+def test_the_shuffle_keeps_every_example_once(snapshot):
+    def names(buffer, epoch):
+        data = make_dataset(snapshot, "train", 5, shuffle_buffer=buffer, epoch=tf.Variable(epoch, dtype=tf.int64))
+        return [float(box) for _, targets in data for box in targets["box"][:, 0].numpy()]
+
+    plain = names(0, 0)
+    for buffer, epoch in ((7, 0), (7, 1), (24, 0), (100, 3)):
+        order = names(buffer, epoch)
+        assert sorted(order) == sorted(plain) and order != plain
+
+
 def test_flipped_image_and_box_agree(tmp_path):
     image = np.zeros((16, 16, 3), dtype=np.uint8)
     image[2:7, 1:5] = 255  # a bright rectangle, box [2, 1, 7, 5] / 16

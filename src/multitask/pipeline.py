@@ -6,6 +6,7 @@ decodes PNGs or resizes; normalisation to [0, 1] floats happens on the fly.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import tensorflow as tf
@@ -130,6 +131,25 @@ def _augmented(augmentation: Augmentation):
     return apply
 
 
+def _shuffled(ds: tf.data.Dataset, buffer: int, key: tf.Tensor) -> tf.data.Dataset:
+    """`ds` in an order drawn from `key` alone (`Dataset.shuffle` takes no tensor seed), as
+    batches of up to `buffer` examples (`rebatch` them).
+
+    The examples are cut into windows of `buffer` and each window is put in a random order;
+    the first window is shorter by a random amount, so which examples can share a batch
+    changes from one key to the next. A split no longer than `buffer` is shuffled uniformly.
+    """
+    offset = tf.random.stateless_uniform([], seed=tf.stack([key, -1]), maxval=buffer, dtype=tf.int64)
+    windows = ds.take(offset).batch(buffer).concatenate(ds.skip(offset).batch(buffer))
+
+    def permute(index: tf.Tensor, window: dict) -> dict:
+        size = tf.shape(window["label"])[0]
+        order = tf.argsort(tf.random.stateless_uniform([size], seed=tf.stack([key, index])))
+        return {name: tf.gather(values, order) for name, values in window.items()}
+
+    return windows.enumerate().map(permute, num_parallel_calls=AUTOTUNE)
+
+
 def load_split(snapshot: SnapshotRef, split: str) -> tf.data.Dataset:
     return tf.data.Dataset.load(str(Path(snapshot.path) / split))
 
@@ -142,16 +162,26 @@ def make_dataset(
     shuffle_buffer: int = 0,
     augmentation: Augmentation | None = None,
     seed: int = 0,
+    epoch: tf.Variable | None = None,
 ) -> tf.data.Dataset:
     """Batches of `(image, {"label", "box"})` for Keras; shuffled and augmented only when asked.
 
-    Shuffle order and augmentations are drawn from `seed`, so two runs see the same batches.
+    An epoch's shuffle order and augmentations are drawn from `seed` and the epoch number held
+    in `epoch` (read each time an iteration starts; 0 when None), and from nothing else: a
+    training resumed at epoch k sees the batches that an uninterrupted one saw at epoch k.
     """
-    ds = load_split(snapshot, split)
-    if shuffle_buffer:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(_to_keras, num_parallel_calls=AUTOTUNE).batch(batch_size)
-    if augmentation is not None and augmentation.active:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(_augmented(augmentation), num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    def one_epoch(_: tf.Tensor) -> tf.data.Dataset:
+        number = tf.constant(0, tf.int64) if epoch is None else tf.cast(epoch, tf.int64)
+        key = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), number]),
+                                          maxval=2**31 - 1, dtype=tf.int64)
+        ds = load_split(snapshot, split)
+        ds = _shuffled(ds, shuffle_buffer, key).rebatch(batch_size) if shuffle_buffer else ds.batch(batch_size)
+        ds = ds.map(_to_keras, num_parallel_calls=AUTOTUNE)
+        if augmentation is not None and augmentation.active:
+            seeds = tf.data.Dataset.range(2**62).map(lambda batch: tf.stack([key, batch]))
+            ds = tf.data.Dataset.zip(ds, seeds).map(_augmented(augmentation), num_parallel_calls=AUTOTUNE)
+        return ds
+
+    batches = math.ceil(snapshot.splits[split] / batch_size)  # flat_map hides it; Keras wants it
+    epoch_data = tf.data.Dataset.range(1).flat_map(one_epoch)
+    return epoch_data.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(AUTOTUNE)

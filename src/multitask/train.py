@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from multitask import atomic
@@ -28,6 +29,33 @@ from multitask.weighting import TaskWeightLog
 
 SCORE = "val_score"  # validation label accuracy + box mean IoU: the one number both heads move
 MAX_EPOCHS, PLATEAU, TIME_BUDGET = "max_epochs", "plateau", "time_budget"  # why training stopped
+
+
+def _seed_generators(layer: keras.Layer) -> list[keras.random.SeedGenerator]:
+    """The random streams of `layer` and the layers inside it (dropout's masks), in a fixed order."""
+    own = [value for value in vars(layer).values() if isinstance(value, keras.random.SeedGenerator)]
+    return own + [gen for inner in getattr(layer, "layers", []) for gen in _seed_generators(inner)]
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Draws every random number of an epoch from `train.seed` and the epoch number alone.
+
+    Sets the epoch variable that `make_dataset` reads for the shuffle order and augmentations,
+    and restarts each dropout layer's stream from (seed, epoch, layer). Keras seeds a loaded
+    layer's dropout from Python's global `random`, which any thread of the process (Prefect's,
+    Dask's) may have drawn from, and a resumed run would start it over: with this, a training
+    gives the same model in any process, and resumed at epoch k it goes on as if never stopped.
+    """
+
+    def __init__(self, epoch: tf.Variable, seed: int):
+        super().__init__()
+        self.epoch, self.seed = epoch, seed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch.assign(epoch)
+        for number, generator in enumerate(_seed_generators(self.model)):
+            stream = np.random.default_rng([self.seed, epoch, number]).integers(1, 2**31)
+            generator.state.assign(np.array([stream, 0], dtype=generator.state.dtype))
 
 
 class ValidationScore(keras.callbacks.Callback):
@@ -201,8 +229,9 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
         for name in ("epochs.json", "best.keras"):
             (run_dir / name).unlink(missing_ok=True)
     keras.utils.set_random_seed(cfg.seed)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     train_ds = make_dataset(snapshot, "train", cfg.batch_size, shuffle_buffer=cfg.shuffle_buffer,
-                            augmentation=Augmentation.from_config(cfg), seed=cfg.seed)
+                            augmentation=Augmentation.from_config(cfg), seed=cfg.seed, epoch=epoch)
     val_ds = make_dataset(snapshot, "validation", cfg.batch_size)
     log = EpochLog(run_dir / "epochs.json")
     budget = Budget(log, cfg.early_stopping_patience, cfg.max_minutes)
@@ -216,7 +245,7 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
                 net.trainable = train_backbone
             model = compile_model(model, phase, steps_per_epoch)
         model.fit(train_ds, validation_data=val_ds, initial_epoch=first, epochs=last, verbose=0, shuffle=False,
-                  callbacks=_callbacks(cfg, run_dir, log, budget, backup, on_progress))
+                  callbacks=[EpochSeeds(epoch, cfg.seed), *_callbacks(cfg, run_dir, log, budget, backup, on_progress)])
         return model
 
     freeze = min(cfg.freeze_epochs, cfg.epochs - 1) if model_ref.preset in BACKBONES else 0
