@@ -91,6 +91,19 @@ def test_the_shuffle_keeps_every_example_once(snapshot):
         assert sorted(order) == sorted(plain) and order != plain
 
 
+def test_a_split_that_fits_the_buffer_is_shuffled_uniformly(snapshot):
+    """Over many epochs each of the 24 examples comes first about equally often (no fixed windows)."""
+    data = make_dataset(snapshot, "train", 24, shuffle_buffer=24, epoch=(epoch := tf.Variable(0, dtype=tf.int64)))
+    plain = next(iter(make_dataset(snapshot, "train", 24)))[1]["box"].numpy().tolist()
+    first_halves = []
+    for number in range(60):
+        epoch.assign(number)
+        order = next(iter(data))[1]["box"].numpy().tolist()
+        first_halves.append(sum(plain.index(box) < 12 for box in order[:12]))
+    # fixed windows would keep 12 of the file's first 12 in the first half; a uniform shuffle keeps about 6
+    assert 4.5 < np.mean(first_halves) < 7.5
+
+
 def test_flipped_image_and_box_agree(tmp_path):
     image = np.zeros((16, 16, 3), dtype=np.uint8)
     image[2:7, 1:5] = 255  # a bright rectangle, box [2, 1, 7, 5] / 16

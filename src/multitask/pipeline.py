@@ -131,20 +131,22 @@ def _augmented(augmentation: Augmentation):
     return apply
 
 
-def _shuffled(ds: tf.data.Dataset, buffer: int, key: tf.Tensor) -> tf.data.Dataset:
-    """`ds` in an order drawn from `key` alone (`Dataset.shuffle` takes no tensor seed), as
-    batches of up to `buffer` examples (`rebatch` them).
+def _shuffled(ds: tf.data.Dataset, size: int, buffer: int, key: tf.Tensor) -> tf.data.Dataset:
+    """The `size` examples of `ds` in an order drawn from `key` alone (`Dataset.shuffle` takes
+    no tensor seed), as batches of up to `buffer` examples (`rebatch` them).
 
-    The examples are cut into windows of `buffer` and each window is put in a random order;
-    the first window is shorter by a random amount, so which examples can share a batch
-    changes from one key to the next. A split no longer than `buffer` is shuffled uniformly.
+    A split of at most `buffer` examples is shuffled uniformly. A longer one is cut into
+    windows of `buffer`, each put in a random order; the first window is shorter by a random
+    amount, so which examples can share a batch changes from one key to the next.
     """
-    offset = tf.random.stateless_uniform([], seed=tf.stack([key, -1]), maxval=buffer, dtype=tf.int64)
-    windows = ds.take(offset).batch(buffer).concatenate(ds.skip(offset).batch(buffer))
+    if size <= buffer:
+        windows = ds.batch(buffer)
+    else:
+        offset = tf.random.stateless_uniform([], seed=tf.stack([key, -1]), maxval=buffer, dtype=tf.int64)
+        windows = ds.take(offset).batch(buffer).concatenate(ds.skip(offset).batch(buffer))
 
     def permute(index: tf.Tensor, window: dict) -> dict:
-        size = tf.shape(window["label"])[0]
-        order = tf.argsort(tf.random.stateless_uniform([size], seed=tf.stack([key, index])))
+        order = tf.argsort(tf.random.stateless_uniform(tf.shape(window["label"])[:1], seed=tf.stack([key, index])))
         return {name: tf.gather(values, order) for name, values in window.items()}
 
     return windows.enumerate().map(permute, num_parallel_calls=AUTOTUNE)
@@ -175,7 +177,10 @@ def make_dataset(
         key = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), number]),
                                           maxval=2**31 - 1, dtype=tf.int64)
         ds = load_split(snapshot, split)
-        ds = _shuffled(ds, shuffle_buffer, key).rebatch(batch_size) if shuffle_buffer else ds.batch(batch_size)
+        if shuffle_buffer:
+            ds = _shuffled(ds, snapshot.splits[split], shuffle_buffer, key).rebatch(batch_size)
+        else:
+            ds = ds.batch(batch_size)
         ds = ds.map(_to_keras, num_parallel_calls=AUTOTUNE)
         if augmentation is not None and augmentation.active:
             seeds = tf.data.Dataset.range(2**62).map(lambda batch: tf.stack([key, batch]))
