@@ -131,9 +131,10 @@ def _augmented(augmentation: Augmentation):
     return apply
 
 
-def _shuffled(ds: tf.data.Dataset, size: int, buffer: int, key: tf.Tensor) -> tf.data.Dataset:
-    """The `size` examples of `ds` in an order drawn from `key` alone (`Dataset.shuffle` takes
-    no tensor seed), as batches of up to `buffer` examples (`rebatch` them).
+def _shuffled_batches(ds: tf.data.Dataset, size: int, buffer: int, batch_size: int,
+                      key: tf.Tensor) -> tf.data.Dataset:
+    """Batches of the `size` examples of `ds` in an order drawn from `key` alone
+    (`Dataset.shuffle` takes no tensor seed), holding `buffer` examples at a time as it does.
 
     A split of at most `buffer` examples is shuffled uniformly. A longer one is cut into
     windows of `buffer`, each put in a random order; the first window is shorter by a random
@@ -145,11 +146,12 @@ def _shuffled(ds: tf.data.Dataset, size: int, buffer: int, key: tf.Tensor) -> tf
         offset = tf.random.stateless_uniform([], seed=tf.stack([key, -1]), maxval=buffer, dtype=tf.int64)
         windows = ds.take(offset).batch(buffer).concatenate(ds.skip(offset).batch(buffer))
 
-    def permute(index: tf.Tensor, window: dict) -> dict:
+    def in_random_order(index: tf.Tensor, window: dict) -> tf.data.Dataset:
         order = tf.argsort(tf.random.stateless_uniform(tf.shape(window["label"])[:1], seed=tf.stack([key, index])))
-        return {name: tf.gather(values, order) for name, values in window.items()}
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size).map(
+            lambda picked: {name: tf.gather(values, picked) for name, values in window.items()})
 
-    return windows.enumerate().map(permute, num_parallel_calls=AUTOTUNE)
+    return windows.enumerate().flat_map(in_random_order).rebatch(batch_size)  # whole batches across windows
 
 
 def load_split(snapshot: SnapshotRef, split: str) -> tf.data.Dataset:
@@ -178,7 +180,7 @@ def make_dataset(
                                           maxval=2**31 - 1, dtype=tf.int64)
         ds = load_split(snapshot, split)
         if shuffle_buffer:
-            ds = _shuffled(ds, snapshot.splits[split], shuffle_buffer, key).rebatch(batch_size)
+            ds = _shuffled_batches(ds, snapshot.splits[split], shuffle_buffer, batch_size, key)
         else:
             ds = ds.batch(batch_size)
         ds = ds.map(_to_keras, num_parallel_calls=AUTOTUNE)
