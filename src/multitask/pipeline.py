@@ -134,7 +134,8 @@ def _augmented(augmentation: Augmentation):
 def _shuffled_batches(ds: tf.data.Dataset, size: int, buffer: int, batch_size: int,
                       key: tf.Tensor) -> tf.data.Dataset:
     """Batches of the `size` examples of `ds` in an order drawn from `key` alone
-    (`Dataset.shuffle` takes no tensor seed), holding `buffer` examples at a time as it does.
+    (`Dataset.shuffle` takes no tensor seed). Memory: one window of up to `buffer` examples,
+    as one tensor (about twice `Dataset.shuffle`'s buffer while it is built).
 
     A split of at most `buffer` examples is shuffled uniformly. A longer one is cut into
     windows of `buffer`, each put in a random order; the first window is shorter by a random
