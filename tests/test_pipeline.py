@@ -92,16 +92,16 @@ def test_the_shuffle_keeps_every_example_once(snapshot):
 
 
 def test_a_split_that_fits_the_buffer_is_shuffled_uniformly(snapshot):
-    """Over many epochs each of the 24 examples comes first about equally often (no fixed windows)."""
+    """Over 24 epochs each example lands in the first half about as often as not (no fixed windows)."""
     data = make_dataset(snapshot, "train", 24, shuffle_buffer=24, epoch=(epoch := tf.Variable(0, dtype=tf.int64)))
     plain = next(iter(make_dataset(snapshot, "train", 24)))[1]["box"].numpy().tolist()
     first_halves = []
-    for number in range(60):
+    for number in range(24):
         epoch.assign(number)
         order = next(iter(data))[1]["box"].numpy().tolist()
         first_halves.append(sum(plain.index(box) < 12 for box in order[:12]))
     # fixed windows would keep 12 of the file's first 12 in the first half; a uniform shuffle keeps about 6
-    assert 4.5 < np.mean(first_halves) < 7.5
+    assert 4.8 < np.mean(first_halves) < 7.2
 
 
 def test_flipped_image_and_box_agree(tmp_path):
