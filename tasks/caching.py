@@ -14,6 +14,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +92,15 @@ def _process_gone(info: dict) -> bool:
 
 
 class ReclaimingLockManager(FileSystemLockManager):
-    """File locks that a killed process cannot leave behind.
+    """File locks that concurrent runs can read at any time and a killed process cannot leave behind.
 
-    Prefect's file locks never expire unless given a hold timeout, which its transactions
-    don't pass, and their holder is a random id: a run killed mid-training would block every
-    later run with the same key. This manager adds the host and pid to each lock file, and a
-    lock whose process on this host no longer exists is removed before it is checked. Only
-    Prefect's public methods and its lock file layout (`<directory>/<key>.lock`, JSON) are used.
+    Prefect's `acquire_lock` creates the lock file empty and fills it afterwards: a run that
+    reads it in between fails on empty JSON (8 runs started at once on one dataset hit this).
+    Here a lock file appears whole, holder, host and pid in it. Prefect's file locks also never
+    expire unless given a hold timeout, which its transactions don't pass: a lock whose process
+    on this host no longer exists is removed before it is checked, so a run killed mid-training
+    does not block every later run with the same key. Only Prefect's public methods and its
+    lock file layout (`<directory>/<key>.lock`, JSON) are used.
     """
 
     def _path(self, key: str) -> Path:
@@ -105,17 +108,26 @@ class ReclaimingLockManager(FileSystemLockManager):
 
     def acquire_lock(self, key: str, holder: str, acquire_timeout: float | None = None,
                      hold_timeout: float | None = None) -> bool:
-        if not super().acquire_lock(key, holder, acquire_timeout, hold_timeout):
-            return False
-        path = self._path(key)
-        atomic.write_json(path, {**json.loads(path.read_bytes()), "host": socket.gethostname(), "pid": os.getpid()})
+        expiration = None if hold_timeout is None else datetime.now(UTC) + timedelta(seconds=hold_timeout)
+        record = {"holder": holder, "expiration": None if expiration is None else str(expiration),
+                  "host": socket.gethostname(), "pid": os.getpid()}
+        deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
+        while not self.is_lock_holder(key, holder):
+            if atomic.create_json(self._path(key), record):
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if (left is not None and left <= 0) or not self.wait_for_lock(key, left):
+                return False
         return True
 
     def is_locked(self, key: str, use_cache: bool = False) -> bool:
         path = self._path(key)
         try:
             info = json.loads(path.read_bytes())
-        except (FileNotFoundError, ValueError):
+        except FileNotFoundError:
+            info = None
+        except ValueError:  # not JSON: left by a writer killed between Prefect's create and fill
+            path.unlink(missing_ok=True)
             info = None
         if isinstance(info, dict) and _process_gone(info):
             path.unlink(missing_ok=True)

@@ -1,8 +1,11 @@
 import json
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+import time
+import uuid
 
 from tasks.caching import ReclaimingLockManager
 
@@ -43,3 +46,53 @@ def test_acquired_locks_name_their_process(tmp_path):
     assert manager.is_locked("k") and manager.is_lock_holder("k", "me")
     manager.release_lock("k", holder="me")
     assert not manager.is_locked("k")
+
+
+
+def _contend(locks, go, log, rounds):
+    """Take and release the key "k" `rounds` times once `go` exists, logging entry and exit."""
+    manager = ReclaimingLockManager(lock_files_directory=locks)
+    while not go.exists():
+        time.sleep(0.01)
+    for _ in range(rounds):
+        holder = uuid.uuid4().hex
+        assert manager.acquire_lock("k", holder, acquire_timeout=60)
+        for word in ("in", "out"):
+            with log.open("a") as f:
+                f.write(f"{word} {holder}\n")
+        manager.release_lock("k", holder)
+
+
+def test_processes_contending_for_one_key_take_turns_without_errors(tmp_path):
+    """Runs started at once ask for the same key: each takes the lock in turn, and none fails on
+    a lock file another is writing (Prefect's own manager fails here on empty JSON)."""
+    go, log, processes, rounds = tmp_path / "go", tmp_path / "log", 8, 100
+    fork = multiprocessing.get_context("fork")  # cheap: the children only take file locks
+    procs = [fork.Process(target=_contend, args=(tmp_path / "locks", go, log, rounds)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    go.touch()
+    for p in procs:
+        p.join(timeout=120)
+        p.kill()
+    assert [p.exitcode for p in procs] == [0] * processes
+    lines = log.read_text().split()
+    turns = list(zip(lines[0::4], lines[1::4], lines[2::4], lines[3::4], strict=True))
+    assert len(turns) == processes * rounds
+    assert all(a == "in" and b == "out" and h1 == h2 for a, h1, b, h2 in turns), "two holders at once"
+
+
+def test_a_lock_file_left_empty_neither_fails_nor_blocks(tmp_path):
+    """Prefect's manager creates a lock file empty, then fills it: a writer killed in between
+    leaves it so."""
+    (tmp_path / "k.lock").touch()
+    manager = ReclaimingLockManager(lock_files_directory=tmp_path)
+    assert not manager.is_locked("k")
+    assert manager.acquire_lock("k", holder="me", acquire_timeout=1) and manager.is_lock_holder("k", "me")
+
+
+def test_a_lock_taken_with_a_hold_timeout_expires(tmp_path):
+    manager = ReclaimingLockManager(lock_files_directory=tmp_path)
+    assert manager.acquire_lock("k", holder="me", hold_timeout=0.3)
+    assert manager.is_locked("k") and not manager.acquire_lock("k", holder="you", acquire_timeout=0.05)
+    assert manager.acquire_lock("k", holder="you", acquire_timeout=2) and manager.is_lock_holder("k", "you")

@@ -45,6 +45,24 @@ def write_json(path: Path, obj: Any) -> Path:
     return write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
+def create_json(path: Path, obj: Any) -> bool:
+    """Write `obj` to `path` only if `path` does not exist: True if this call created it.
+
+    The file appears whole (written beside it, then hard-linked into place), so a reader never
+    sees it empty, as it would between an exclusive create and the write that fills it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_sibling(path)
+    try:
+        tmp.write_text(json.dumps(obj))
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
 @contextlib.contextmanager
 def replace_dir(final: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces `final` in one rename.
