@@ -1,3 +1,6 @@
+import random
+import threading
+
 import keras
 import numpy as np
 import pytest
@@ -30,6 +33,26 @@ def test_same_model_seed_gives_same_weights():
     a = build_model(ModelConfig(seed=3), 10, 32).get_weights()
     b = build_model(ModelConfig(seed=3), 10, 32).get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_other_threads_drawing_from_python_random_do_not_change_the_weights():
+    """Keras seeds each layer's initializer from Python's global `random` as the layer is
+    created; a thread of Prefect's or Dask's drawing from it meanwhile must not matter."""
+    alone = build_model(ModelConfig(seed=3), 10, 32).get_weights()
+    stop = threading.Event()
+
+    def draw():
+        while not stop.is_set():
+            random.random()
+
+    drawing = threading.Thread(target=draw)
+    drawing.start()
+    try:
+        busy = build_model(ModelConfig(seed=3), 10, 32).get_weights()
+    finally:
+        stop.set()
+        drawing.join()
+    assert all(np.array_equal(x, y) for x, y in zip(alone, busy, strict=True))
 
 
 def test_default_model_round_trips_in_safe_mode(tmp_path):

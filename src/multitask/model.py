@@ -7,6 +7,10 @@ look inside the predicted box (see `BoxAlign`).
 
 from __future__ import annotations
 
+import contextlib
+import random
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -90,12 +94,42 @@ def default_model(num_classes: int, image_size: int, label_pooling: str = "box")
 PRESETS = ("seed", "default", *BACKBONES)
 
 
+_BUILDING = threading.Lock()
+
+
+@contextlib.contextmanager
+def _own_initializer_seeds(seed: int) -> Iterator[None]:
+    """Keras draws the seed of each unseeded initializer (and dropout) from Python's global
+    `random` when a layer is created. Any other thread of the process drawing from it meanwhile
+    (Prefect's, Dask's client: a test saw it after a Dask run) changed the initial weights of the
+    later layers. Here those seeds come from a generator of this build's own, which gives what
+    `random.seed(seed)` gave a process with no other thread.
+
+    Keras reads the generator as the module attribute `python_random` of
+    `keras.src.random.seed_generator` (not a public API; tests/test_model.py fails if it goes).
+    """
+    from keras.src.random import seed_generator
+
+    with _BUILDING:
+        shared = seed_generator.python_random
+        seed_generator.python_random = random.Random(seed)
+        try:
+            yield
+        finally:
+            seed_generator.python_random = shared
+
+
 def build_model(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Model:
     if cfg.preset not in PRESETS:
         raise ConfigError(f"unknown model preset {cfg.preset!r} (known: {', '.join(PRESETS)})")
     if num_classes < 2:
         raise ConfigError(f"a classifier needs at least 2 classes, the dataset has {num_classes}")
     keras.utils.set_random_seed(cfg.seed)
+    with _own_initializer_seeds(cfg.seed):
+        return _build(cfg, num_classes, image_size)
+
+
+def _build(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Model:
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(resolve(cfg.precision))  # layers take the policy when they are created
     try:
