@@ -38,7 +38,7 @@ def test_same_model_seed_gives_same_weights():
 def test_other_threads_drawing_from_python_random_do_not_change_the_weights():
     """Keras seeds each layer's initializer from Python's global `random` as the layer is
     created; a thread of Prefect's or Dask's drawing from it meanwhile must not matter."""
-    alone = build_model(ModelConfig(seed=3), 10, 32).get_weights()
+    alone = build_model(ModelConfig(preset="seed", seed=3), 10, 32).get_weights()
     stop = threading.Event()
 
     def draw():
@@ -48,7 +48,7 @@ def test_other_threads_drawing_from_python_random_do_not_change_the_weights():
     drawing = threading.Thread(target=draw)
     drawing.start()
     try:
-        busy = build_model(ModelConfig(seed=3), 10, 32).get_weights()
+        busy = build_model(ModelConfig(preset="seed", seed=3), 10, 32).get_weights()
     finally:
         stop.set()
         drawing.join()
