@@ -48,7 +48,6 @@ def test_acquired_locks_name_their_process(tmp_path):
     assert not manager.is_locked("k")
 
 
-
 def _contend(locks, go, log, rounds):
     """Take and release the key "k" `rounds` times once `go` exists, logging entry and exit."""
     manager = ReclaimingLockManager(lock_files_directory=locks)
