@@ -5,6 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from multitask import train as train_module
 from multitask.config import ModelConfig, load_config
@@ -25,6 +26,32 @@ def test_an_untrained_box_head_covers_the_image():
     model = build_model(ModelConfig(), 10, 64)
     boxes = model(np.random.default_rng(0).random((8, 64, 64, 3), dtype=np.float32))["box"].numpy()
     assert (boxes[:, :2] < 0.15).all() and (boxes[:, 2:] > 0.85).all()
+
+
+def test_the_box_score_maps_see_well_beyond_a_small_glyph():
+    """Each score-map pixel must see more than 36 px either way at 128 px (glyphs there are up to
+    58 px across): the head that saw 19 px either way spread its boxes over glyph and texture."""
+    model = build_model(ModelConfig(), 10, 128)
+    box_layer = next(layer for layer in model.layers if isinstance(layer, SoftArgmaxBox))
+    maps = keras.Model(model.inputs, box_layer.input)
+    image = tf.Variable(np.random.default_rng(0).random((1, 128, 128, 3), dtype=np.float32))
+    with tf.GradientTape() as tape:
+        centre = tf.reduce_sum(maps(image, training=False)[0, 32, 32])  # the map pixel over (64, 64)
+    seen = np.flatnonzero(tf.reduce_sum(tf.abs(tape.gradient(centre, image)[0]), axis=(1, 2)).numpy())
+    assert 64 - seen.min() > 36 and seen.max() - 64 > 36
+
+
+def test_a_fifth_map_reads_the_edges_where_the_object_is():
+    """Two columns whose ymin maps disagree: the averaged profile answers between them, the
+    fifth map's choice of column answers that column's edge; a flat fifth map is the average."""
+    maps = np.zeros((1, 8, 8, 5), dtype=np.float32)
+    maps[0, 5, 2, 0] = maps[0, 1, 6, 0] = 40.0  # ymin at row 5 in column 2, at row 1 in column 6
+    averaged = SoftArgmaxBox()(maps[..., :4]).numpy()[0, 0]
+    maps[0, 4, 2, 4] = 40.0  # the object is in column 2
+    attended = SoftArgmaxBox()(maps).numpy()[0, 0]
+    assert 1 / 8 < averaged < 5 / 8 and attended == pytest.approx(5 / 8, abs=0.01)
+    maps[..., 4] = 3.0
+    assert SoftArgmaxBox()(maps).numpy()[0, 0] == pytest.approx(averaged, abs=1e-6)
 
 
 def test_a_box_is_never_inverted_whatever_the_score_maps():

@@ -45,6 +45,12 @@ def test_bad_config_is_one_clear_error(kwargs, message):
         load_config(**kwargs)
 
 
+def test_an_image_size_the_default_model_cannot_take_is_refused_with_a_size_it_can():
+    with pytest.raises(ConfigError, match=r"^invalid config: .* multiple of 8, got 100 \(try 96\)$"):
+        load_config(sets=["data.image_size=100"])
+    assert load_config("seed", sets=["data.image_size=100"]).data.image_size == 100  # no such limit there
+
+
 def test_config_round_trips_through_json():
     cfg = load_config("seed", sets=["train.epochs=3"])
     assert RunConfig.model_validate_json(cfg.model_dump_json()) == cfg

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from multitask.config import ModelConfig, TrainConfig
+from multitask.errors import ConfigError
 from multitask.losses import BoxLoss
 from multitask.metrics import box_iou_numpy
 from multitask.model import build_model, compile_model, load
@@ -122,3 +123,8 @@ def test_cosine_schedule_decays_to_zero_over_all_training_steps():
     constant = compile_model(build_model(ModelConfig(), 10, 32), TrainConfig(lr_schedule="constant"), steps_per_epoch=5)
     constant.optimizer.iterations.assign(20)
     assert float(constant.optimizer.learning_rate) == pytest.approx(1e-3)
+
+
+def test_the_default_model_refuses_a_size_it_cannot_halve_three_times():
+    with pytest.raises(ConfigError, match=r"multiple of 8, got 100 \(try 96\)"):
+        build_model(ModelConfig(), 10, 100)

@@ -64,6 +64,17 @@ class DataConfig(Section):
 
 # Input side per model preset when `data.image_size` is not set; None: from the data (`multitask.sizing`).
 PRESET_IMAGE_SIZES = {"seed": 64, "default": None, "mobilenet_v3_small": 224, "efficientnet_v2_b0": 224}
+# The default model's smallest map is 1/8 of its input, upsampled to meet the larger ones.
+DEFAULT_MODEL_STRIDE = 8
+
+
+def image_size_problem(preset: str, image_size: int) -> str | None:
+    """Why `preset` cannot take `image_size`, or None when it can."""
+    if preset != "default" or image_size % DEFAULT_MODEL_STRIDE == 0:
+        return None
+    near = max(DEFAULT_MODEL_STRIDE, round(image_size / DEFAULT_MODEL_STRIDE) * DEFAULT_MODEL_STRIDE)
+    return (f"the default model halves its input three times: data.image_size must be a multiple of "
+            f"{DEFAULT_MODEL_STRIDE}, got {image_size} (try {near})")
 
 
 class ModelConfig(Section):
@@ -212,6 +223,9 @@ class RunConfig(Section):
         if "image_size" not in self.data.model_fields_set:
             sized = self.data.model_copy(update={"image_size": PRESET_IMAGE_SIZES[self.model.preset]})
             object.__setattr__(self, "data", sized)
+        if self.data.image_size is not None and (problem := image_size_problem(self.model.preset,
+                                                                                self.data.image_size)):
+            raise ValueError(problem)
         return self
 
 
@@ -266,7 +280,7 @@ def parse_set(item: str) -> dict[str, Any]:
 def _readable(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
-    return f"invalid config {where}: {first['msg'].removeprefix('Value error, ')}"
+    return f"invalid config{' ' + where if where else ''}: {first['msg'].removeprefix('Value error, ')}"
 
 
 def load_config(

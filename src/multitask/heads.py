@@ -26,9 +26,10 @@ def conv_bn(x, filters: int, kernel: int = 3):
 class SoftArgmaxBox(layers.Layer):
     """Four score maps (ymin, xmin, ymax, xmax) -> a box, each edge as an expected position.
 
-    The y maps are averaged over columns and the x maps over rows, giving one profile per
-    edge; a softmax over each profile weights the pixel-edge positions. Coordinates stay in
-    [0, 1] and keep sub-pixel precision, which dense heads on flattened features lose.
+    The y maps are averaged over columns and the x maps over rows (weighted by an optional
+    fifth map, see `_profiles`), giving one profile per edge; a softmax over each profile
+    weights the pixel-edge positions. Coordinates stay in [0, 1] and keep sub-pixel
+    precision, which dense heads on flattened features lose.
 
     `ordered` returns each pair of edges sorted, so a box can never be inverted; `prior`
     adds `-prior * position` to the start edges' logits and `+prior * position` to the end
@@ -46,8 +47,7 @@ class SoftArgmaxBox(layers.Layer):
     def call(self, maps):
         maps = ops.cast(maps, "float32")
         height, width = maps.shape[1], maps.shape[2]
-        rows = ops.mean(maps, axis=2)  # (batch, height, 4): profiles along y
-        cols = ops.mean(maps, axis=1)  # (batch, width, 4): profiles along x
+        rows, cols = self._profiles(maps)
         y_edges = ops.arange(height, dtype="float32") / height
         x_edges = ops.arange(width, dtype="float32") / width
 
@@ -63,6 +63,22 @@ class SoftArgmaxBox(layers.Layer):
             ymin, ymax = ops.minimum(ymin, ymax), ops.maximum(ymin, ymax)
             xmin, xmax = ops.minimum(xmin, xmax), ops.maximum(xmin, xmax)
         return ops.stack([ymin, xmin, ymax, xmax], axis=-1)
+
+    @staticmethod
+    def _profiles(maps):
+        """(batch, height, 4) profiles along y and (batch, width, 4) along x. Four maps: each map
+        averaged over the other axis. A fifth map: its softmax over the image weights the columns
+        (for the y profiles) and the rows (for the x profiles), so the edges are read where the
+        object is, not from every texture across the image; a flat fifth map gives the average."""
+        if maps.shape[-1] == 4:
+            return ops.mean(maps, axis=2), ops.mean(maps, axis=1)
+        height, width = maps.shape[1], maps.shape[2]
+        attention = ops.softmax(ops.reshape(maps[..., 4], (-1, height * width)), axis=-1)
+        attention = ops.reshape(attention, (-1, height, width))
+        edges = maps[..., :4]
+        rows = ops.einsum("bhwc,bw->bhc", edges, ops.sum(attention, axis=1))
+        cols = ops.einsum("bhwc,bh->bwc", edges, ops.sum(attention, axis=2))
+        return rows, cols
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 4)

@@ -18,7 +18,7 @@ import tensorflow as tf
 from keras import layers
 
 from multitask.backbones import BACKBONES, pretrained_model
-from multitask.config import ModelConfig, TrainConfig
+from multitask.config import ModelConfig, TrainConfig, image_size_problem
 from multitask.errors import ConfigError
 from multitask.heads import BOX_PRIOR, BoxAlign, SoftArgmaxBox, conv_bn
 from multitask.losses import box_loss
@@ -45,24 +45,26 @@ def seed_model(num_classes: int, image_size: int) -> keras.Model:
     return keras.Model(inputs=inputs, outputs={"label": label, "box": box}, name="seed")
 
 
-def _box_head(shared, half):
-    """The shared map upsampled to 1/2 size with a skip from the 1/2-size block, four score maps, soft-argmax."""
-    b = layers.UpSampling2D(interpolation="bilinear")(shared)
+def _box_head(shared, half, eighth):
+    """Four score maps at 1/2 size, soft-argmax. The maps see the 1/8-size block too (about 80 px
+    of context at 128 px): with the 1/4-size map alone (about 34 px) a box edge could not tell a
+    glyph's edge from a texture's, and on photographs the box spread over both (docs/quality.md)."""
+    context = layers.UpSampling2D(interpolation="bilinear")(conv_bn(eighth, 96))
+    b = conv_bn(layers.Concatenate()([shared, context]), 96, kernel=1)
+    b = layers.UpSampling2D(interpolation="bilinear")(b)
     b = layers.Concatenate()([b, half])
     b = conv_bn(b, 48, kernel=1)
     b = conv_bn(b, 32)
-    maps = layers.Conv2D(4, 3, padding="same")(b)
+    maps = layers.Conv2D(5, 3, padding="same")(b)  # four edges and where the object is
     return SoftArgmaxBox(ordered=True, prior=BOX_PRIOR, name="box", dtype="float32")(maps)
 
 
-def _label_features(inputs, shared, box, pooling: str):
-    """One more block and global average pooling; with `box` pooling, also the shared map
+def _label_features(inputs, shared, eighth, box, pooling: str):
+    """The 1/8-size block, globally average-pooled; with `box` pooling, also the shared map
     inside the predicted box on a 4 x 4 grid, so small objects are not averaged away by clutter;
     with `crop` pooling, also a small CNN on the image inside the box, resampled to 32 x 32, so
     the object is seen at one scale wherever and however large it is."""
-    y = layers.MaxPooling2D()(shared)
-    y = conv_bn(y, 160)
-    y = layers.GlobalAveragePooling2D()(y)
+    y = layers.GlobalAveragePooling2D()(eighth)
     if pooling == "global":
         return y
     if pooling == "box":
@@ -77,7 +79,7 @@ def _label_features(inputs, shared, box, pooling: str):
 
 
 def default_model(num_classes: int, image_size: int, label_pooling: str = "box") -> keras.Model:
-    """BN conv blocks down to a 1/4-size map shared by both heads (see `_box_head`, `_label_features`)."""
+    """BN conv blocks down to 1/4- and 1/8-size maps shared by both heads (see `_box_head`, `_label_features`)."""
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     x = conv_bn(inputs, 32)
     x = layers.MaxPooling2D()(x)
@@ -85,8 +87,9 @@ def default_model(num_classes: int, image_size: int, label_pooling: str = "box")
     x = layers.MaxPooling2D()(half)
     x = conv_bn(x, 96)
     shared = conv_bn(x, 96)
-    box = _box_head(shared, half)
-    y = layers.Dropout(0.2)(_label_features(inputs, shared, box, label_pooling))
+    eighth = conv_bn(layers.MaxPooling2D()(shared), 160)
+    box = _box_head(shared, half, eighth)
+    y = layers.Dropout(0.2)(_label_features(inputs, shared, eighth, box, label_pooling))
     label = layers.Dense(num_classes, activation="softmax", name="label", dtype="float32")(y)
     return keras.Model(inputs=inputs, outputs={"label": label, "box": box}, name="default")
 
@@ -124,6 +127,8 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Mo
         raise ConfigError(f"unknown model preset {cfg.preset!r} (known: {', '.join(PRESETS)})")
     if num_classes < 2:
         raise ConfigError(f"a classifier needs at least 2 classes, the dataset has {num_classes}")
+    if problem := image_size_problem(cfg.preset, image_size):
+        raise ConfigError(problem)
     keras.utils.set_random_seed(cfg.seed)
     with _own_initializer_seeds(cfg.seed):
         return _build(cfg, num_classes, image_size)
