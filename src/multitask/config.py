@@ -41,7 +41,8 @@ class DataConfig(Section):
     seed: int = Field(0, ge=0, description="Generator seed: the same seed gives the same dataset.")
     image_size: int | None = Field(
         None, ge=16, le=512, description="Side of the square model input, pixels. Unset: from the objects' "
-        "sizes, 64-128 (`multitask.sizing`); 64 for the `seed` preset; 224 for the pretrained presets.")
+        "sizes, 64-128 (`multitask.sizing`); 64 for the `seed` preset; 224 for the pretrained presets. "
+        "Set for the `default` preset: a multiple of 8.")
     resize: Literal["stretch", "letterbox"] = Field(
         "stretch", description="How images become square: stretch, or scale and pad (boxes follow)."
     )

@@ -1,0 +1,61 @@
+"""Where a trained model's label errors come from: label accuracy where the predicted box hits the
+object (IoU >= 0.5) and where it misses, per split, and what the missed boxes look like.
+
+    python bench/label_errors.py RUN_DIR/model.keras SNAPSHOT_DIR
+
+SNAPSHOT_DIR is a `build_snapshot` step folder (one `tf.data` save per split), e.g.
+`$MULTITASK_HOME/steps/build_snapshot/<key>`. Used for docs/quality.md ("What held labels back").
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from multitask.metrics import box_iou_numpy
+from multitask.model import load
+from multitask.pipeline import normalise
+
+SPLITS = ("train", "validation", "test")
+
+
+def predictions(model, split_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, true boxes, predicted label indices and predicted boxes of one split, in order."""
+    data = tf.data.Dataset.load(str(split_dir))
+    predicted = model.predict(data.map(lambda ex: normalise(ex["image"])).batch(128), verbose=0)
+    labels = np.array([ex["label"] for ex in data.as_numpy_iterator()]).reshape(-1)
+    boxes = np.array([ex["box"] for ex in data.as_numpy_iterator()], dtype=np.float32)
+    return labels, boxes, predicted["label"].argmax(-1), predicted["box"]
+
+
+def _area(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def report(split: str, labels, boxes, guessed, predicted_boxes) -> None:
+    iou = box_iou_numpy(boxes, predicted_boxes)
+    right, hit = guessed == labels, iou >= 0.5
+    print(f"{split}: {len(labels)} images, label accuracy {right.mean():.4f}, box IoU>=0.5 {hit.mean():.4f}")
+    print(f"  label accuracy where the box hits: {right[hit].mean():.4f} ({hit.sum()} images)")
+    if (~hit).any():
+        ratio = np.percentile(_area(predicted_boxes[~hit]) / _area(boxes[~hit]), [10, 50, 90])
+        print(f"  label accuracy where it misses: {right[~hit].mean():.4f} ({(~hit).sum()} images); missed "
+              f"boxes' area / the object's, 10/50/90th percentile: {np.round(ratio, 2).tolist()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("snapshot", type=Path)
+    args = parser.parse_args()
+    model = load(args.model, compile=False)
+    for split in SPLITS:
+        if (args.snapshot / split).exists():
+            report(split, *predictions(model, args.snapshot / split))
+
+
+if __name__ == "__main__":
+    main()
