@@ -5,7 +5,7 @@ For each dataset (`shapes`; the cluttered folder set; glyphs on photographs) and
 other flag but the seeds and any `--set` given here, and records test accuracy, mean IoU,
 IoU>=0.5, epochs run, why training stopped and training minutes, next to the starting
 point's script speed (images/s) measured in the same run, so minutes can be scaled to other
-machines. Writes bench/results/quality-<host>-<date>-<label>.json; `--doc` rewrites
+machines. Writes bench/results/quality-<host>-<date>-<label>-<datasets>.json; `--doc` rewrites
 docs/quality.md's results table from every quality-*.json of this machine and date.
 
     python bench/quality.py --seeds 3                     # the default recipe
@@ -118,7 +118,7 @@ def main() -> None:
         result["datasets"][name] = {"spec": spec, "runs": runs, "summary": summarise(runs)}
         print(json.dumps({name: result["datasets"][name]["summary"]}), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"quality-{platform.node()}-{date}-{args.label}.json"
+    out = RESULTS / f"quality-{platform.node()}-{date}-{args.label}-{'-'.join(args.datasets)}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")
     if args.doc:
