@@ -46,9 +46,10 @@ def seed_model(num_classes: int, image_size: int) -> keras.Model:
 
 
 def _box_head(shared, half, eighth):
-    """Four score maps at 1/2 size, soft-argmax. The maps see the 1/8-size block too (about 80 px
-    of context at 128 px): with the 1/4-size map alone (about 34 px) a box edge could not tell a
-    glyph's edge from a texture's, and on photographs the box spread over both (docs/quality.md)."""
+    """Four score maps at 1/2 size and a fifth for where to read them, soft-argmax. The maps see
+    the 1/8-size block too (86 px of a 128-px input): with the 1/4-size map alone (38 px) an edge
+    could not tell a glyph's edge from a texture's, and on photographs boxes spread over both
+    (docs/quality.md)."""
     context = layers.UpSampling2D(interpolation="bilinear")(conv_bn(eighth, 96))
     b = conv_bn(layers.Concatenate()([shared, context]), 96, kernel=1)
     b = layers.UpSampling2D(interpolation="bilinear")(b)
