@@ -1,5 +1,6 @@
 """Where a trained model's label errors come from: label accuracy where the predicted box hits the
-object (IoU >= 0.5) and where it misses, per split, and what the missed boxes look like.
+object (IoU >= 0.5) and where it misses, per split, what the missed boxes look like, and how
+misses and label errors fall across the quarters of object size.
 
     python bench/label_errors.py RUN_DIR/model.keras SNAPSHOT_DIR
 
@@ -44,6 +45,17 @@ def report(split: str, labels, boxes, guessed, predicted_boxes) -> None:
         ratio = np.percentile(_area(predicted_boxes[~hit]) / _area(boxes[~hit]), [10, 50, 90])
         print(f"  label accuracy where it misses: {right[~hit].mean():.4f} ({(~hit).sum()} images); missed "
               f"boxes' area / the object's, 10/50/90th percentile: {np.round(ratio, 2).tolist()}")
+    by_size(right, hit, np.sqrt(_area(boxes)))
+
+
+def by_size(right: np.ndarray, hit: np.ndarray, side: np.ndarray) -> None:
+    """Box misses and label errors per quarter of object size (square root of the box's area)."""
+    edges = np.percentile(side, [0, 25, 50, 75, 100])
+    quarter = np.clip(np.searchsorted(edges, side, side="right") - 1, 0, 3)
+    for q in range(4):
+        inside = quarter == q
+        print(f"  objects {edges[q]:.3f}-{edges[q + 1]:.3f} of the side: {inside.sum()} images, "
+              f"{(~hit[inside]).sum()} box misses, {(~right[inside]).sum()} label errors")
 
 
 def main() -> None:
