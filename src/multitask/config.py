@@ -147,8 +147,7 @@ class TrainConfig(Section):
     )
     # Off by default: a mirrored glyph or letter is another glyph (b/d), so flipping is opt-in.
     augment_flip: bool = Field(False, description="Random horizontal flip (the box flips with it).")
-    # 0.4 over 0.25: photo validation accuracy +1.4 points over 10 epochs; 0.6 was worse (docs/quality.md).
-    augment_scale: float = Field(0.4, ge=0, lt=1, description="Random zoom by a factor in "
+    augment_scale: float = Field(0.25, ge=0, lt=1, description="Random zoom by a factor in "
                                  "[1 - scale, 1 + scale], limited so the object still fits; 0 is off.")
     augment_shift: float = Field(1.0, ge=0, le=1, description="Random shift of the object: 0 keeps it "
                                  "where the zoom puts it, 1 moves it anywhere it fits in the frame.")
