@@ -16,10 +16,11 @@ def _model() -> keras.Model:
 
 @pytest.fixture(scope="module")
 def start() -> list[np.ndarray]:
-    """One set of starting weights for every model here, set explicitly: Keras seeds each layer's
-    initializer from Python's global `random`, which other threads of a test process draw from
-    (two models built after `set_random_seed(0)` differed in CI)."""
-    return _model().get_weights()
+    """One set of starting weights for every model here, drawn from a seeded generator: Keras
+    seeds each layer's initializer from Python's global `random`, which other threads of a test
+    process draw from (two models built after `set_random_seed(0)` differed in CI)."""
+    rng = np.random.default_rng(0)
+    return [rng.uniform(-0.5, 0.5, w.shape).astype("float32") for w in _model().get_weights()]
 
 
 def _trained(optimizer: keras.optimizers.Optimizer, start: list[np.ndarray], steps: int = 5) -> keras.Model:
@@ -38,7 +39,10 @@ def test_the_same_weights_as_keras_adam_after_several_steps(settings, start):
     ours, theirs = _trained(FusedAdam(**settings), start), _trained(keras.optimizers.Adam(**settings), start)
     for mine, reference, initial in zip(ours.get_weights(), theirs.get_weights(), start):
         assert not np.allclose(mine, initial)  # the weights moved
-        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-6)
+        # float32: one fused kernel and Keras' chain of ops round differently, by up to 1.3e-6 after
+        # five steps (12 random starts); a missing term (bias correction, weight decay) moves weights
+        # by 1e-3 or more
+        np.testing.assert_allclose(mine, reference, rtol=1e-5, atol=1e-5)
 
 
 def test_a_model_compiled_with_it_saves_and_loads_in_safe_mode(tmp_path, start):
