@@ -1,6 +1,7 @@
 """Where a trained model's label errors come from: label accuracy where the predicted box hits the
 object (IoU >= 0.5) and where it misses, per split, what the missed boxes look like, and how
-misses and label errors fall across the quarters of object size.
+misses and label errors fall across the quarters of object size; for the default box head, how
+much of its fifth ("where") map lies on the object where the box hits and where it misses.
 
     python bench/label_errors.py RUN_DIR/model.keras SNAPSHOT_DIR
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -23,10 +25,14 @@ from multitask.pipeline import normalise
 SPLITS = ("train", "validation", "test")
 
 
+def _images(split_dir: Path) -> tf.data.Dataset:
+    return tf.data.Dataset.load(str(split_dir)).map(lambda ex: normalise(ex["image"])).batch(128)
+
+
 def predictions(model, split_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Labels, true boxes, predicted label indices and predicted boxes of one split, in order."""
     data = tf.data.Dataset.load(str(split_dir))
-    predicted = model.predict(data.map(lambda ex: normalise(ex["image"])).batch(128), verbose=0)
+    predicted = model.predict(_images(split_dir), verbose=0)
     labels = np.array([ex["label"] for ex in data.as_numpy_iterator()]).reshape(-1)
     boxes = np.array([ex["box"] for ex in data.as_numpy_iterator()], dtype=np.float32)
     return labels, boxes, predicted["label"].argmax(-1), predicted["box"]
@@ -58,6 +64,29 @@ def by_size(right: np.ndarray, hit: np.ndarray, side: np.ndarray) -> None:
               f"{(~hit[inside]).sum()} box misses, {(~right[inside]).sum()} label errors")
 
 
+def where_map(model, split_dir: Path, boxes: np.ndarray, predicted_boxes: np.ndarray) -> None:
+    """For a box head with a fifth map (`SoftArgmaxBox`): is its peak on the object, and how much of
+    its softmax mass, where the box hits and where it misses."""
+    layer = model.get_layer("box")
+    if layer.input.shape[-1] != 5:
+        return
+    logits = keras.Model(model.input, layer.input).predict(_images(split_dir), verbose=0)[..., 4]
+    count, height, width = logits.shape
+    mass = np.exp(logits - logits.max(axis=(1, 2), keepdims=True))
+    mass /= mass.sum(axis=(1, 2), keepdims=True)
+    rows, cols = (np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width
+    inside = ((rows[None, :, None] >= boxes[:, 0, None, None]) & (rows[None, :, None] <= boxes[:, 2, None, None])
+              & (cols[None, None, :] >= boxes[:, 1, None, None]) & (cols[None, None, :] <= boxes[:, 3, None, None]))
+    on_object = (mass * inside).sum(axis=(1, 2))
+    peak_inside = inside.reshape(count, -1)[np.arange(count), mass.reshape(count, -1).argmax(axis=1)]
+    hit = box_iou_numpy(boxes, predicted_boxes) >= 0.5
+    print(f"  where map: median mass on the object {np.median(on_object[hit]):.2f} where the box hits", end="")
+    if (~hit).any():
+        print(f", {np.median(on_object[~hit]):.2f} where it misses; its peak on the object in "
+              f"{peak_inside[~hit].sum()} of {(~hit).sum()} misses", end="")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
@@ -66,7 +95,9 @@ def main() -> None:
     model = load(args.model, compile=False)
     for split in SPLITS:
         if (args.snapshot / split).exists():
-            report(split, *predictions(model, args.snapshot / split))
+            labels, boxes, guessed, predicted_boxes = predictions(model, args.snapshot / split)
+            report(split, labels, boxes, guessed, predicted_boxes)
+            where_map(model, args.snapshot / split, boxes, predicted_boxes)
 
 
 if __name__ == "__main__":
