@@ -29,13 +29,21 @@ def _images(split_dir: Path) -> tf.data.Dataset:
     return tf.data.Dataset.load(str(split_dir)).map(lambda ex: normalise(ex["image"])).batch(128)
 
 
-def predictions(model, split_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, true boxes, predicted label indices and predicted boxes of one split, in order."""
+def with_where_map(model: keras.Model) -> keras.Model:
+    """The model with a third output, the box head's fifth map, where it has one (`SoftArgmaxBox`)."""
+    maps = model.get_layer("box").input
+    if maps.shape[-1] != 5:
+        return model
+    return keras.Model(model.input, {**model.output, "where": maps[..., 4]})
+
+
+def predictions(model, split_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Labels, true boxes and the model's outputs for one split, in order."""
     data = tf.data.Dataset.load(str(split_dir))
     predicted = model.predict(_images(split_dir), verbose=0)
     labels = np.array([ex["label"] for ex in data.as_numpy_iterator()]).reshape(-1)
     boxes = np.array([ex["box"] for ex in data.as_numpy_iterator()], dtype=np.float32)
-    return labels, boxes, predicted["label"].argmax(-1), predicted["box"]
+    return labels, boxes, predicted
 
 
 def _area(boxes: np.ndarray) -> np.ndarray:
@@ -64,13 +72,9 @@ def by_size(right: np.ndarray, hit: np.ndarray, side: np.ndarray) -> None:
               f"{(~hit[inside]).sum()} box misses, {(~right[inside]).sum()} label errors")
 
 
-def where_map(model, split_dir: Path, boxes: np.ndarray, predicted_boxes: np.ndarray) -> None:
-    """For a box head with a fifth map (`SoftArgmaxBox`): is its peak on the object, and how much of
-    its softmax mass, where the box hits and where it misses."""
-    layer = model.get_layer("box")
-    if layer.input.shape[-1] != 5:
-        return
-    logits = keras.Model(model.input, layer.input).predict(_images(split_dir), verbose=0)[..., 4]
+def where_map(logits: np.ndarray, boxes: np.ndarray, predicted_boxes: np.ndarray) -> None:
+    """The fifth map's logits (`SoftArgmaxBox`): is its peak on the object, and how much of its
+    softmax mass, where the box hits and where it misses."""
     count, height, width = logits.shape
     mass = np.exp(logits - logits.max(axis=(1, 2), keepdims=True))
     mass /= mass.sum(axis=(1, 2), keepdims=True)
@@ -92,12 +96,13 @@ def main() -> None:
     parser.add_argument("model", type=Path)
     parser.add_argument("snapshot", type=Path)
     args = parser.parse_args()
-    model = load(args.model, compile=False)
+    model = with_where_map(load(args.model, compile=False))
     for split in SPLITS:
         if (args.snapshot / split).exists():
-            labels, boxes, guessed, predicted_boxes = predictions(model, args.snapshot / split)
-            report(split, labels, boxes, guessed, predicted_boxes)
-            where_map(model, args.snapshot / split, boxes, predicted_boxes)
+            labels, boxes, predicted = predictions(model, args.snapshot / split)
+            report(split, labels, boxes, predicted["label"].argmax(-1), predicted["box"])
+            if "where" in predicted:
+                where_map(predicted["where"], boxes, predicted["box"])
 
 
 if __name__ == "__main__":
