@@ -123,6 +123,9 @@ class TrainConfig(Section):
     huber_delta: float = Field(0.02, gt=0, description="Huber transition point, in image fractions.")
     label_loss_weight: float = Field(1.0, ge=0)
     box_loss_weight: float = Field(10.0, ge=0)
+    where_loss_weight: float = Field(
+        1.0, ge=0, description="`default` preset: weight of a loss that puts the box head's "
+        "where map inside the true box (`losses.WhereLoss`); 0 is off.")
     weighting: Literal["fixed", "uncertainty", "dwa"] = Field(
         "dwa", description="How head losses are weighted: the fixed weights above, learned "
         "uncertainty weights (starting from them), or Dynamic Weight Average (scaling them).",

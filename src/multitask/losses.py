@@ -72,3 +72,35 @@ def box_loss(kind: str, huber_delta: float) -> keras.losses.Loss:
     if kind == "bce":
         return keras.losses.BinaryCrossentropy(name="box_loss")
     return BoxLoss(kind=kind, huber_delta=huber_delta)
+
+
+def _coverage(low, high, cells: int):
+    """(batch, cells): the share of each of `cells` equal cells along one axis inside [low, high]."""
+    starts = ops.arange(cells, dtype="float32") / cells
+    inside = ops.minimum(high[:, None], starts + 1.0 / cells) - ops.maximum(low[:, None], starts)
+    return ops.clip(inside * cells, 0.0, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="multitask")
+class WhereLoss(keras.losses.Loss):
+    """-log of the share of a where map's softmax that lies inside the true box.
+
+    `y_pred` is a five-map box head's score maps (see `heads.SoftArgmaxBox`); the fifth says
+    where to read the edges. Trained only through the box loss, it spread over the glyph and a
+    glyph-like thing beside it on photographs (docs/quality.md); this loss tells it where the
+    object is. Cells count by how much of them the box covers, so a box smaller than a cell
+    still has a target.
+    """
+
+    def __init__(self, name: str = "where_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        boxes = ops.cast(y_true, "float32")
+        logits = ops.cast(y_pred[..., 4], "float32")
+        height, width = logits.shape[1], logits.shape[2]
+        share = ops.softmax(ops.reshape(logits, (-1, height * width)), axis=-1)
+        rows = _coverage(boxes[:, 0], boxes[:, 2], height)
+        cols = _coverage(boxes[:, 1], boxes[:, 3], width)
+        mass = ops.sum(share * ops.reshape(rows[:, :, None] * cols[:, None, :], (-1, height * width)), axis=-1)
+        return -ops.log(mass + _EPS)

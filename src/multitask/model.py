@@ -25,7 +25,7 @@ from multitask.losses import box_loss
 from multitask.metrics import BoxIoUAbove, MeanBoxIoU
 from multitask.optimizer import FusedAdam
 from multitask.precision import resolve
-from multitask.weighting import with_weighting
+from multitask.weighting import WHERE, WeightedMultiTask, with_weighting, without_where
 
 
 def seed_model(num_classes: int, image_size: int) -> keras.Model:
@@ -162,12 +162,13 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
     the same layers in a `WeightedMultiTask`, which computes and weights the head losses itself.
     """
     losses, loss_weights = None, None
-    if cfg.weighting == "fixed":
+    where = where_map(model) if cfg.where_loss_weight else None
+    if cfg.weighting == "fixed" and where is None:
         losses = {"label": keras.losses.SparseCategoricalCrossentropy(name="label_loss"),
                   "box": box_loss(cfg.box_loss, cfg.huber_delta)}
         loss_weights = {"label": cfg.label_loss_weight, "box": cfg.box_loss_weight}
     else:
-        model = with_weighting(model, cfg)
+        model = with_weighting(model, cfg, where)
     model.compile(
         optimizer=FusedAdam(learning_rate=learning_rate(cfg, steps_per_epoch)),
         loss=losses,
@@ -180,6 +181,24 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
     # traced train step, at about 28 ms each (8 s for MobileNetV3-Small's 308): here, 0.5 s in all.
     model.optimizer.build(model.trainable_variables)
     return model
+
+
+def where_map(model: keras.Model):
+    """The score maps of a box head with a where map (the fifth, see `_box_head`), or None."""
+    head = next((layer for layer in model.layers if isinstance(layer, SoftArgmaxBox)), None)
+    return head.input if head is not None and head.input.shape[-1] == 5 else None
+
+
+def for_inference(model: keras.Model, cfg: TrainConfig) -> keras.Model:
+    """A model trained with a `where` output, without it: compiled as `cfg` compiles a model
+    that has none, with the weighting's state (DWA's lambdas, uncertainty's variances) kept."""
+    if WHERE not in model.output_names:
+        return model
+    served = compile_model(without_where(model), cfg.model_copy(update={"where_loss_weight": 0.0}), steps_per_epoch=1)
+    if isinstance(served, WeightedMultiTask) and isinstance(model, WeightedMultiTask):
+        for name in ("log_variances", "dwa_lambdas", "dwa_history"):
+            getattr(served, name).assign(getattr(model, name))
+    return served
 
 
 def _steps_per_execution(cfg: TrainConfig) -> int:

@@ -16,11 +16,12 @@ import tensorflow as tf
 from keras import ops
 
 from multitask.config import TrainConfig
-from multitask.losses import box_loss
+from multitask.losses import WhereLoss, box_loss
 from multitask.records import HEAD_METRICS
 
 HEADS = tuple(HEAD_METRICS)
 WEIGHTINGS = ("fixed", "uncertainty", "dwa")
+WHERE = "where"  # a training-only output: a five-map box head's score maps (see `WhereLoss`)
 
 
 @keras.saving.register_keras_serializable(package="multitask")
@@ -36,19 +37,25 @@ class WeightedMultiTask(keras.Model):
     lambda_i = K softmax_i(L_i(t-1) / L_i(t-2) / T) over the heads' mean training losses of
     the two previous epochs (lambda_i = 1 for the first two), so lambdas sum to K = 2;
     a head whose loss falls slowly gets more weight. `end_epoch` moves the history on.
+
+    `fixed`: the weights w_i as they are, for a model with a `where` output, whose loss
+    (`WhereLoss` on the true box, times `where_loss_weight`) is added to any weighting.
     """
 
     def __init__(self, *args, weighting: str = "uncertainty", base_weights=(1.0, 1.0),
                  box_loss_kind: str = "huber", huber_delta: float = 0.02,
-                 dwa_temperature: float = 2.0, **kwargs):
+                 dwa_temperature: float = 2.0, where_loss_weight: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        if weighting not in WEIGHTINGS[1:]:
-            raise ValueError(f"WeightedMultiTask weighting must be one of {WEIGHTINGS[1:]}, got {weighting!r}")
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"WeightedMultiTask weighting must be one of {WEIGHTINGS}, got {weighting!r}")
         self.weighting = weighting
         self.base_weights = tuple(float(w) for w in base_weights)
         self.box_loss_kind = box_loss_kind
         self.huber_delta = huber_delta
         self.dwa_temperature = dwa_temperature
+        self.where_loss_weight = where_loss_weight
+        self.where_loss = WhereLoss()
+        self.where_loss_tracker = keras.metrics.Mean(name="where_loss") if WHERE in self.output_names else None
         self.head_losses = {
             "label": keras.losses.SparseCategoricalCrossentropy(name="label_loss"),
             "box": box_loss(box_loss_kind, huber_delta),
@@ -68,6 +75,8 @@ class WeightedMultiTask(keras.Model):
         """The weight each head's loss gets now, as a (label, box) tensor."""
         if self.weighting == "uncertainty":
             return 0.5 * ops.exp(-self.log_variances)
+        if self.weighting == "fixed":
+            return ops.convert_to_tensor(self.base_weights)
         return self.dwa_lambdas * ops.convert_to_tensor(self.base_weights)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -80,7 +89,16 @@ class WeightedMultiTask(keras.Model):
         total = ops.sum(self.task_weights() * ops.stack(values))
         if self.weighting == "uncertainty":
             total = total + 0.5 * ops.sum(self.log_variances) / replicas
+        if self.where_loss_tracker is not None and WHERE in y_pred:
+            where = self.where_loss(y["box"], y_pred[WHERE], sample_weight)
+            self.where_loss_tracker.update_state(where * replicas)
+            total = total + self.where_loss_weight * where
         return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """The heads' metrics; the `where` output has none (and no target of its own)."""
+        served = {name: value for name, value in y_pred.items() if name != WHERE}
+        return super().compute_metrics(x, y, served, sample_weight)
 
     def end_epoch(self, head_losses: dict[str, float]) -> None:
         """Record the epoch's mean training losses; for `dwa`, set the next epoch's lambdas."""
@@ -95,7 +113,7 @@ class WeightedMultiTask(keras.Model):
     def get_config(self):
         return {**super().get_config(), "weighting": self.weighting, "base_weights": list(self.base_weights),
                 "box_loss_kind": self.box_loss_kind, "huber_delta": self.huber_delta,
-                "dwa_temperature": self.dwa_temperature}
+                "dwa_temperature": self.dwa_temperature, "where_loss_weight": self.where_loss_weight}
 
 
 class TaskWeightLog(keras.callbacks.Callback):
@@ -111,11 +129,20 @@ class TaskWeightLog(keras.callbacks.Callback):
         self.model.end_epoch({head: logs[f"{head}_loss"] for head in HEADS})
 
 
-def with_weighting(model: keras.Model, cfg: TrainConfig) -> keras.Model:
-    """The same layers (and weights) as `model`, in a `WeightedMultiTask` for `cfg.weighting`."""
+def with_weighting(model: keras.Model, cfg: TrainConfig, where=None) -> keras.Model:
+    """The same layers (and weights) as `model`, in a `WeightedMultiTask` for `cfg.weighting`;
+    with `where` (a box head's score maps in `model`), also a `where` output to train them on."""
     outputs = dict(zip(model.output_names, model.outputs))
+    if where is not None:
+        outputs[WHERE] = keras.layers.Identity(name=WHERE)(where)  # Keras names outputs by their layers
     return WeightedMultiTask(
         inputs=model.inputs, outputs=outputs, name=model.name, weighting=cfg.weighting,
         base_weights=(cfg.label_loss_weight, cfg.box_loss_weight), box_loss_kind=cfg.box_loss,
-        huber_delta=cfg.huber_delta, dwa_temperature=cfg.dwa_temperature,
+        huber_delta=cfg.huber_delta, dwa_temperature=cfg.dwa_temperature, where_loss_weight=cfg.where_loss_weight,
     )
+
+
+def without_where(model: keras.Model) -> keras.Model:
+    """`model`'s layers with the outputs it serves: `label` and `box`, not the training-only `where`."""
+    outputs = {name: tensor for name, tensor in zip(model.output_names, model.outputs) if name != WHERE}
+    return keras.Model(inputs=model.inputs, outputs=outputs, name=model.name)
