@@ -158,8 +158,10 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
     """The model ready to train with `cfg`'s losses, weighting and metrics.
 
     Fixed weighting compiles the model itself with Keras' loss weights (sparse categorical
-    cross-entropy is the seed's categorical one on integer labels). Learned weightings return
-    the same layers in a `WeightedMultiTask`, which computes and weights the head losses itself.
+    cross-entropy is the seed's categorical one on integer labels). Learned weightings, and a
+    model trained with `cfg.where_loss_weight` on its where map (`where_map`), return the same
+    layers in a `WeightedMultiTask`, which computes and weights the losses itself; the latter
+    with a `where` output, which `for_inference` takes off again.
     """
     losses, loss_weights = None, None
     where = where_map(model) if cfg.where_loss_weight else None

@@ -25,7 +25,7 @@ from multitask.config import TrainConfig
 from multitask.model import compile_model, for_inference, load
 from multitask.pipeline import make_dataset
 from multitask.records import ModelRef, SnapshotRef, TrainedModelRef, hash_files
-from multitask.weighting import TaskWeightLog
+from multitask.weighting import WHERE, TaskWeightLog
 
 SCORE = "val_score"  # validation label accuracy + box mean IoU: the one number both heads move
 MAX_EPOCHS, PLATEAU, TIME_BUDGET = "max_epochs", "plateau", "time_budget"  # why training stopped
@@ -250,8 +250,9 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
 
     freeze = min(cfg.freeze_epochs, cfg.epochs - 1) if model_ref.preset in BACKBONES else 0
     if not freeze:
-        fit(model_ref.path, cfg, 0, cfg.epochs, "backup")
-        return _finish(run_dir, log, budget.reason, snapshot.splits["train"], cfg)
+        trained = fit(model_ref.path, cfg, 0, cfg.epochs, "backup")
+        strip = cfg if WHERE in trained.output_names else None
+        return _finish(run_dir, log, budget.reason, snapshot.splits["train"], strip)
     if not (run_dir / FROZEN).exists():
         heads_only = cfg.model_copy(update={"epochs": freeze})
         frozen = fit(model_ref.path, heads_only, 0, freeze, "backup-frozen", train_backbone=False)
@@ -260,21 +261,21 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
         rate = cfg.learning_rate * cfg.finetune_learning_rate_factor
         fine_tune = cfg.model_copy(update={"learning_rate": rate, "epochs": cfg.epochs - freeze})
         fit(run_dir / FROZEN, fine_tune, freeze, cfg.epochs, "backup")
-    return _finish(run_dir, log, budget.reason, snapshot.splits["train"], cfg)
+    return _finish(run_dir, log, budget.reason, snapshot.splits["train"])  # pretrained heads have no where map
 
 
-def _save_served(best: Path, cfg: TrainConfig, path: Path) -> Path:
-    """`model.keras`: the best epoch's model, without a training-only output it had."""
-    if not cfg.where_loss_weight:
-        return atomic.write_bytes(path, best.read_bytes())
-    return atomic.write_with(path, for_inference(load(best), cfg).save)
-
-
-def _finish(run_dir: Path, log: EpochLog, reason: str, train_examples: int, cfg: TrainConfig) -> TrainedModelRef:
+def _finish(run_dir: Path, log: EpochLog, reason: str, train_examples: int,
+            strip: TrainConfig | None = None) -> TrainedModelRef:
+    """Write `model.keras` (the best epoch's model; with `strip`, the config it trained with, without
+    the training-only `where` output, see `model.for_inference`) and `history.json`."""
     (run_dir / FROZEN).unlink(missing_ok=True)
     epochs = {int(k): v for k, v in log.epochs.items()}
     best_epoch = log.best_epoch() or max(epochs)
-    model_path = _save_served(run_dir / "best.keras", cfg, run_dir / "model.keras")
+    best = run_dir / "best.keras"
+    if strip is None:
+        model_path = atomic.write_bytes(run_dir / "model.keras", best.read_bytes())
+    else:
+        model_path = atomic.write_with(run_dir / "model.keras", for_inference(load(best), strip).save)
     history_path = atomic.write_json(run_dir / "history.json", {
         "epochs_run": len(epochs), "best_epoch": best_epoch, "stop_reason": reason,
         "epochs": [{"epoch": e, **epochs[e]} for e in sorted(epochs)],
