@@ -1,7 +1,7 @@
 """Does multi-task training help? The comparison's variants and its report.
 
 A comparison trains, from the same initial weights, on the same data and with the same budget,
-a label-only model (box loss weight 0), a box-only model (label loss weight 0) and the
+a label-only model (box and where loss weights 0), a box-only model (label loss weight 0) and the
 multi-task model under each task weighting, once per seed. Single-task models keep both heads,
 so every variant has the same backbone and the same compute; only the loss differs. The report
 gives each head's mean +- standard deviation over seeds, and each multi-task variant's gap to
@@ -23,7 +23,8 @@ from multitask.records import ComparisonReport, EvalReport, TrainedModelRef, has
 
 # Train settings that make each variant; everything else comes from the run's config.
 VARIANTS: dict[str, dict[str, object]] = {
-    "label-only": {"weighting": "fixed", "box_loss_weight": 0.0},
+    # The where loss supervises the box head's map with the true box: a box task, off here too.
+    "label-only": {"weighting": "fixed", "box_loss_weight": 0.0, "where_loss_weight": 0.0},
     "box-only": {"weighting": "fixed", "label_loss_weight": 0.0},
     "fixed": {"weighting": "fixed"},
     "uncertainty": {"weighting": "uncertainty"},
