@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from multitask.metrics import box_iou_numpy
-from multitask.model import load
+from multitask.model import load, where_map
 from multitask.pipeline import normalise
 
 SPLITS = ("train", "validation", "test")
@@ -31,8 +31,8 @@ def _images(split_dir: Path) -> tf.data.Dataset:
 
 def with_where_map(model: keras.Model) -> keras.Model:
     """The model with a third output, the box head's fifth map, where it has one (`SoftArgmaxBox`)."""
-    maps = model.get_layer("box").input
-    if maps.shape[-1] != 5:
+    maps = where_map(model)
+    if maps is None:
         return model
     return keras.Model(model.input, {**model.output, "where": maps[..., 4]})
 
@@ -72,7 +72,7 @@ def by_size(right: np.ndarray, hit: np.ndarray, side: np.ndarray) -> None:
               f"{(~hit[inside]).sum()} box misses, {(~right[inside]).sum()} label errors")
 
 
-def where_map(logits: np.ndarray, boxes: np.ndarray, predicted_boxes: np.ndarray) -> None:
+def report_where_map(logits: np.ndarray, boxes: np.ndarray, predicted_boxes: np.ndarray) -> None:
     """The fifth map's logits (`SoftArgmaxBox`): is its peak on the object, and how much of its
     softmax mass, where the box hits and where it misses."""
     count, height, width = logits.shape
@@ -102,7 +102,7 @@ def main() -> None:
             labels, boxes, predicted = predictions(model, args.snapshot / split)
             report(split, labels, boxes, predicted["label"].argmax(-1), predicted["box"])
             if "where" in predicted:
-                where_map(predicted["where"], boxes, predicted["box"])
+                report_where_map(predicted["where"], boxes, predicted["box"])
 
 
 if __name__ == "__main__":
