@@ -251,8 +251,8 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
     freeze = min(cfg.freeze_epochs, cfg.epochs - 1) if model_ref.preset in BACKBONES else 0
     if not freeze:
         trained = fit(model_ref.path, cfg, 0, cfg.epochs, "backup")
-        strip = cfg if WHERE in trained.output_names else None
-        return _finish(run_dir, log, budget.reason, snapshot.splits["train"], strip)
+        where_cfg = cfg if WHERE in trained.output_names else None
+        return _finish(run_dir, log, budget.reason, snapshot.splits["train"], where_cfg)
     if not (run_dir / FROZEN).exists():
         heads_only = cfg.model_copy(update={"epochs": freeze})
         frozen = fit(model_ref.path, heads_only, 0, freeze, "backup-frozen", train_backbone=False)
@@ -265,17 +265,17 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
 
 
 def _finish(run_dir: Path, log: EpochLog, reason: str, train_examples: int,
-            strip: TrainConfig | None = None) -> TrainedModelRef:
-    """Write `model.keras` (the best epoch's model; with `strip`, the config it trained with, without
-    the training-only `where` output, see `model.for_inference`) and `history.json`."""
+            where_cfg: TrainConfig | None = None) -> TrainedModelRef:
+    """Write `model.keras` (the best epoch's model; for one trained with a `where` output, with
+    `where_cfg`, that model without it: `model.for_inference`) and `history.json`."""
     (run_dir / FROZEN).unlink(missing_ok=True)
     epochs = {int(k): v for k, v in log.epochs.items()}
     best_epoch = log.best_epoch() or max(epochs)
     best = run_dir / "best.keras"
-    if strip is None:
+    if where_cfg is None:
         model_path = atomic.write_bytes(run_dir / "model.keras", best.read_bytes())
     else:
-        model_path = atomic.write_with(run_dir / "model.keras", for_inference(load(best), strip).save)
+        model_path = atomic.write_with(run_dir / "model.keras", for_inference(load(best), where_cfg).save)
     history_path = atomic.write_json(run_dir / "history.json", {
         "epochs_run": len(epochs), "best_epoch": best_epoch, "stop_reason": reason,
         "epochs": [{"epoch": e, **epochs[e]} for e in sorted(epochs)],
