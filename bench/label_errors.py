@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from multitask.losses import WhereLoss
 from multitask.metrics import box_iou_numpy
 from multitask.model import load, where_map
 from multitask.pipeline import normalise
@@ -34,7 +35,7 @@ def with_where_map(model: keras.Model) -> keras.Model:
     maps = where_map(model)
     if maps is None:
         return model
-    return keras.Model(model.input, {**model.output, "where": maps[..., 4]})
+    return keras.Model(model.input, {**model.output, "where": maps})
 
 
 def predictions(model, split_dir: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -72,17 +73,16 @@ def by_size(right: np.ndarray, hit: np.ndarray, side: np.ndarray) -> None:
               f"{(~hit[inside]).sum()} box misses, {(~right[inside]).sum()} label errors")
 
 
-def report_where_map(logits: np.ndarray, boxes: np.ndarray, predicted_boxes: np.ndarray) -> None:
-    """The fifth map's logits (`SoftArgmaxBox`): is its peak on the object, and how much of its
-    softmax mass, where the box hits and where it misses."""
-    count, height, width = logits.shape
-    mass = np.exp(logits - logits.max(axis=(1, 2), keepdims=True))
-    mass /= mass.sum(axis=(1, 2), keepdims=True)
+def report_where_map(maps: np.ndarray, boxes: np.ndarray, predicted_boxes: np.ndarray) -> None:
+    """The box head's score maps (`SoftArgmaxBox`): how much of the fifth map's softmax mass lies on
+    the object (what `WhereLoss` trains), and is its peak there, where the box hits and misses."""
+    count, height, width = maps.shape[:3]
+    on_object = np.exp(-keras.ops.convert_to_numpy(WhereLoss(reduction=None)(boxes, maps)))
     rows, cols = (np.arange(height) + 0.5) / height, (np.arange(width) + 0.5) / width
-    inside = ((rows[None, :, None] >= boxes[:, 0, None, None]) & (rows[None, :, None] <= boxes[:, 2, None, None])
-              & (cols[None, None, :] >= boxes[:, 1, None, None]) & (cols[None, None, :] <= boxes[:, 3, None, None]))
-    on_object = (mass * inside).sum(axis=(1, 2))
-    peak_inside = inside.reshape(count, -1)[np.arange(count), mass.reshape(count, -1).argmax(axis=1)]
+    peak = maps[..., 4].reshape(count, -1).argmax(axis=1)
+    peak_row, peak_col = rows[peak // width], cols[peak % width]
+    peak_inside = ((peak_row >= boxes[:, 0]) & (peak_row <= boxes[:, 2])
+                   & (peak_col >= boxes[:, 1]) & (peak_col <= boxes[:, 3]))
     hit = box_iou_numpy(boxes, predicted_boxes) >= 0.5
     print(f"  where map: median mass on the object {np.median(on_object[hit]):.2f} where the box hits", end="")
     if (~hit).any():
