@@ -130,3 +130,15 @@ def test_cosine_schedule_decays_to_zero_over_all_training_steps():
 def test_the_default_model_refuses_a_size_it_cannot_halve_three_times():
     with pytest.raises(ConfigError, match=r"multiple of 8, got 100 \(try 96\)"):
         build_model(ModelConfig(), 10, 100)
+
+
+def test_weight_decay_shrinks_every_weight_but_the_learned_task_weights():
+    """With zero gradients Adam moves nothing, so one step shows the decay alone: w * (1 - lr * decay)."""
+    cfg = TrainConfig(weighting="uncertainty", weight_decay=0.5, learning_rate=0.1, lr_schedule="constant")
+    model = compile_model(build_model(ModelConfig(), 3, 32), cfg, steps_per_epoch=1)
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    model.optimizer.apply_gradients([(tf.zeros_like(v), v) for v in model.trainable_variables])
+    for v in model.trainable_variables:
+        expected = before[v.path] if v.name == "log_variances" else before[v.path] * (1 - 0.1 * 0.5)
+        np.testing.assert_allclose(v.numpy(), expected, rtol=1e-6, err_msg=v.path)
+    assert any(v.name == "log_variances" for v in model.trainable_variables)

@@ -121,6 +121,9 @@ class TrainConfig(Section):
         description="`bce` (the seed's), or terms huber, iou, giou, ciou joined by '+'.",
     )
     huber_delta: float = Field(0.02, gt=0, description="Huber transition point, in image fractions.")
+    weight_decay: float = Field(
+        0.0, ge=0, description="Decoupled weight decay (AdamW's): each step shrinks every weight by "
+        "learning rate x this; 0 is off.")
     label_loss_weight: float = Field(1.0, ge=0)
     box_loss_weight: float = Field(10.0, ge=0)
     where_loss_weight: float = Field(

@@ -154,6 +154,15 @@ def learning_rate(cfg: TrainConfig, steps_per_epoch: int):
     return cfg.learning_rate
 
 
+def optimizer(cfg: TrainConfig, steps_per_epoch: int) -> FusedAdam:
+    """Adam, with `cfg.weight_decay` on every weight but the learned task weights (`uncertainty`):
+    decay would pull their log-variances to 0, i.e. towards equal weights."""
+    adam = FusedAdam(learning_rate=learning_rate(cfg, steps_per_epoch), weight_decay=cfg.weight_decay or None)
+    if cfg.weight_decay:
+        adam.exclude_from_weight_decay(var_names=["log_variances"])
+    return adam
+
+
 def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) -> keras.Model:
     """The model ready to train with `cfg`'s losses, weighting and metrics.
 
@@ -172,7 +181,7 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
     else:
         model = with_weighting(model, cfg, where)
     model.compile(
-        optimizer=FusedAdam(learning_rate=learning_rate(cfg, steps_per_epoch)),
+        optimizer=optimizer(cfg, steps_per_epoch),
         loss=losses,
         loss_weights=loss_weights,
         metrics={"label": ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
