@@ -21,11 +21,14 @@ from multitask.train import read_history
 from conftest import DEFAULT_MODEL, tiny_config
 
 
-def test_an_untrained_box_head_covers_the_image():
-    """A start overlapping any object: the old head started as a 3%-wide box at the centre."""
-    model = build_model(ModelConfig(), 10, 64)
-    boxes = model(np.random.default_rng(0).random((8, 64, 64, 3), dtype=np.float32))["box"].numpy()
+def test_an_untrained_box_head_starts_wide():
+    """The old head started as a 3%-wide box at the centre. Reading every edge, it covers the
+    image; reading them near the where map's peak (`box_window`), still over a quarter of each side."""
+    images = np.random.default_rng(0).random((8, 64, 64, 3), dtype=np.float32)
+    boxes = build_model(ModelConfig(box_window=0.0), 10, 64)(images)["box"].numpy()
     assert (boxes[:, :2] < 0.15).all() and (boxes[:, 2:] > 0.85).all()
+    boxes = build_model(ModelConfig(box_window=0.5), 10, 64)(images)["box"].numpy()
+    assert (boxes[:, 2:] - boxes[:, :2] > 0.25).all()
 
 
 def test_the_box_score_maps_see_well_beyond_a_small_glyph():
@@ -52,6 +55,18 @@ def test_a_fifth_map_reads_the_edges_where_the_object_is():
     assert 1 / 8 < averaged < 5 / 8 and attended == pytest.approx(5 / 8, abs=0.01)
     maps[..., 4] = 3.0
     assert SoftArgmaxBox()(maps).numpy()[0, 0] == pytest.approx(averaged, abs=1e-6)
+
+
+def test_a_window_reads_the_edges_near_the_where_maps_peak():
+    """A strong ymin far from the object (row 1) and a weaker one near it (row 5), the where
+    map's peak at row 6: read everywhere the far one wins, within +-0.5 of the side the near one."""
+    maps = np.zeros((1, 8, 8, 5), dtype=np.float32)
+    maps[0, 1, :, 0], maps[0, 5, :, 0] = 40.0, 20.0
+    maps[0, 6, 3, 4] = 40.0
+    assert SoftArgmaxBox()(maps).numpy()[0, 0] == pytest.approx(1 / 8, abs=0.01)
+    assert SoftArgmaxBox(window=0.5)(maps).numpy()[0, 0] == pytest.approx(5 / 8, abs=0.01)
+    assert SoftArgmaxBox(window=0.5)(maps[..., :4]).numpy()[0, 0] == pytest.approx(1 / 8, abs=0.01)
+    assert SoftArgmaxBox.from_config(SoftArgmaxBox(window=0.5).get_config()).window == 0.5
 
 
 def test_a_box_is_never_inverted_whatever_the_score_maps():

@@ -87,6 +87,9 @@ class ModelConfig(Section):
     label_pooling: Literal["global", "box", "crop"] = Field(
         "box", description="`default` preset's label head: global average pooling only, or also the "
         "features inside the predicted box (`box`), or also a small CNN on the image inside it (`crop`).")
+    box_window: float = Field(
+        0.5, ge=0, le=1, description="`default` preset's box head: read each edge only within +- this "
+        "share of the image's side around where the head locates the object; 0 reads the whole image.")
     weights: str = Field(
         "imagenet", min_length=1, description="Pretrained presets' backbone weights: `imagenet` (Keras' "
         "cache, downloaded where the network allows), `none`, or a weights file (`.weights.h5`).")

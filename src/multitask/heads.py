@@ -36,13 +36,18 @@ class SoftArgmaxBox(layers.Layer):
     edges', so an untrained head answers a box over most of the image, which overlaps any
     object. Without both, a head could start as a tiny box at the centre and be pushed by
     1 - GIoU into an inverted box, where IoU and GIoU have no gradient: it stayed at mean IoU
-    0 on glyphs over photographs. Both default to off, the behaviour of models saved before.
+    0 on glyphs over photographs.
+
+    `window` (with a fifth map) reads each edge only within +-window (a share of the image's
+    side) of the fifth map's peak, so a texture far from the object cannot pull an edge
+    towards it (docs/quality.md). All three default to off, the behaviour of models saved before.
     """
 
-    def __init__(self, ordered: bool = False, prior: float = 0.0, **kwargs):
+    def __init__(self, ordered: bool = False, prior: float = 0.0, window: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.ordered = ordered
         self.prior = prior
+        self.window = window
 
     def call(self, maps):
         maps = ops.cast(maps, "float32")
@@ -50,19 +55,32 @@ class SoftArgmaxBox(layers.Layer):
         rows, cols = self._profiles(maps)
         y_edges = ops.arange(height, dtype="float32") / height
         x_edges = ops.arange(width, dtype="float32") / width
+        peak_y, peak_x = self._peak(maps)
 
-        def expected(profile, edges, sign):
+        def expected(profile, edges, sign, peak):
             logits = profile + sign * self.prior * edges
+            if peak is not None:
+                logits = ops.where(ops.abs(edges[None, :] - peak) > self.window, -1e9, logits)
             return ops.sum(ops.softmax(logits, axis=1) * edges, axis=1)
 
-        ymin = expected(rows[..., 0], y_edges, -1.0)
-        xmin = expected(cols[..., 1], x_edges, -1.0)
-        ymax = expected(rows[..., 2], y_edges + 1.0 / height, 1.0)
-        xmax = expected(cols[..., 3], x_edges + 1.0 / width, 1.0)
+        ymin = expected(rows[..., 0], y_edges, -1.0, peak_y)
+        xmin = expected(cols[..., 1], x_edges, -1.0, peak_x)
+        ymax = expected(rows[..., 2], y_edges + 1.0 / height, 1.0, peak_y)
+        xmax = expected(cols[..., 3], x_edges + 1.0 / width, 1.0, peak_x)
         if self.ordered:
             ymin, ymax = ops.minimum(ymin, ymax), ops.maximum(ymin, ymax)
             xmin, xmax = ops.minimum(xmin, xmax), ops.maximum(xmin, xmax)
         return ops.stack([ymin, xmin, ymax, xmax], axis=-1)
+
+    def _peak(self, maps):
+        """The fifth map's argmax as (batch, 1) y and x positions in [0, 1), or None, None when
+        there is no window. It gets no gradient: the window moves, its edges are not learnt."""
+        if not self.window or maps.shape[-1] != 5:
+            return None, None
+        height, width = maps.shape[1], maps.shape[2]
+        peak = ops.argmax(ops.reshape(maps[..., 4], (-1, height * width)), axis=-1)
+        return (ops.cast(peak // width, "float32")[:, None] / height,
+                ops.cast(peak % width, "float32")[:, None] / width)
 
     @staticmethod
     def _profiles(maps):
@@ -84,7 +102,8 @@ class SoftArgmaxBox(layers.Layer):
         return (input_shape[0], 4)
 
     def get_config(self):
-        return {**super().get_config(), "ordered": self.ordered, "prior": self.prior}
+        return {**super().get_config(), "ordered": self.ordered, "prior": self.prior,
+                "window": self.window}
 
 
 @keras.saving.register_keras_serializable(package="multitask")
