@@ -185,7 +185,7 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
         loss=losses,
         loss_weights=loss_weights,
         metrics={"label": ["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
-                 "box": [MeanBoxIoU(), BoxIoUAbove(0.5)]},
+                 "box": [MeanBoxIoU(), BoxIoUAbove(0.5), BoxIoUAbove(0.75, name="iou75")]},
         steps_per_execution=_steps_per_execution(cfg),
     )
     # Without a distribution strategy Keras creates the optimizer's slot variables inside the first
