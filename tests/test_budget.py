@@ -108,6 +108,24 @@ def test_a_plateau_stops_training_and_keeps_the_best_epoch(inputs, tmp_path, mon
     assert [row["epoch"] for row in history["epochs"]] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("rising_iou75, stopped", [(False, (4, "plateau")), (True, (10, "max_epochs"))])
+def test_training_stops_when_no_more_validation_images_come_right(tmp_path, rising_iou75, stopped):
+    """A score that creeps up while the same images stay right (as on `shapes`, every image right
+    for 40 epochs): a plateau after `patience` epochs; boxes still coming right at IoU 0.75: not one."""
+    log = train_module.EpochLog(tmp_path / "epochs.json")
+    budget = train_module.Budget(log, patience=3, max_minutes=None)
+    budget.set_model(keras.Sequential())
+    for epoch in range(10):
+        logs = {"val_label_accuracy": 1.0, "val_box_iou50": 1.0, "val_box_iou75": 0.9 + rising_iou75 * epoch / 100,
+                train_module.SCORE: 1.9 + epoch / 1000}
+        log.on_epoch_begin(epoch)
+        log.on_epoch_end(epoch, logs)
+        budget.on_epoch_end(epoch, logs)
+        if budget.model.stop_training:
+            break
+    assert (epoch + 1, budget.reason) == stopped and log.best_epoch() == epoch + 1
+
+
 def test_the_time_budget_stops_before_another_epoch(inputs, tmp_path):
     model_ref, snapshot, cfg = inputs
     budget = cfg.train.model_copy(update={"epochs": 10, "max_minutes": 0.001})
