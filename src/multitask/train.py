@@ -34,7 +34,7 @@ MAX_EPOCHS, PLATEAU, TIME_BUDGET = "max_epochs", "plateau", "time_budget"  # why
 # What a validation image can get right. Once these stop rising, the score still crept up on
 # `shapes` (box mean IoU +0.011 in 40 epochs, every image right): not worth three times the time.
 RIGHT = ("val_label_accuracy", "val_box_iou50", "val_box_iou75")
-SOLVED_EPOCHS = 3  # epochs in a row with every validation image right, after which training stops
+SOLVED_EPOCHS = 2  # epochs in a row with every validation image right, after which training stops
 
 
 def _seed_generators(layer: keras.Layer) -> list[keras.random.SeedGenerator]:
