@@ -3,9 +3,8 @@
 How long training runs adapts to the data: `train.epochs` is the most epochs, and training
 stops earlier when, for `train.early_stopping_patience` epochs, the validation score (label
 accuracy + box mean IoU, both heads) has not improved or no more validation images came right
-(label, box at IoU >= 0.5 or at IoU >= 0.75), or once every validation image has been right for
-`SOLVED_EPOCHS` epochs in a row, or when `train.max_minutes` would be exceeded by another epoch.
-The best epoch on the score is the model kept.
+(label, box at IoU >= 0.5 or at IoU >= 0.75), or once every validation image is right, or when
+`train.max_minutes` would be exceeded by another epoch. The best epoch on the score is the model kept.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ MAX_EPOCHS, PLATEAU, TIME_BUDGET = "max_epochs", "plateau", "time_budget"  # why
 # What a validation image can get right. Once these stop rising, the score still crept up on
 # `shapes` (box mean IoU +0.011 in 40 epochs, every image right): not worth three times the time.
 RIGHT = ("val_label_accuracy", "val_box_iou50", "val_box_iou75")
-SOLVED_EPOCHS = 2  # epochs in a row with every validation image right, after which training stops
 
 
 def _seed_generators(layer: keras.Layer) -> list[keras.random.SeedGenerator]:
@@ -106,14 +104,10 @@ class EpochLog(keras.callbacks.Callback):
                  if SCORE in e}
         return max(right, key=lambda k: (right[k], -k)) if right else None
 
-    def solved_epochs(self) -> int:
-        """How many of the last epochs in a row had every validation image right (see `RIGHT`)."""
-        count = 0
-        for key in sorted(self.epochs, key=int, reverse=True):
-            if not all(self.epochs[key].get(name, 0.0) >= 1.0 for name in RIGHT):
-                break
-            count += 1
-        return count
+    def solved(self) -> bool:
+        """Whether the last epoch had every validation image right (see `RIGHT`)."""
+        last = self.epochs[str(max(map(int, self.epochs)))] if self.epochs else {}
+        return bool(last) and all(last.get(name, 0.0) >= 1.0 for name in RIGHT)
 
     def best_score(self) -> float | None:
         best = self.best_epoch()
@@ -125,7 +119,7 @@ class EpochLog(keras.callbacks.Callback):
 
 class Budget(keras.callbacks.Callback):
     """Stops on a plateau (of the validation score or of the images right), once every validation
-    image has been right for `SOLVED_EPOCHS` epochs, or before the time budget runs out.
+    image is right, or before the time budget runs out.
 
     Reads the epoch log, which survives a resume, so a resumed run counts the epochs and
     minutes of the attempt that died. `reason` says why training stopped.
@@ -149,7 +143,7 @@ class Budget(keras.callbacks.Callback):
         best, gain = self.log.best_epoch(), self.log.last_gain()
         if best is None or gain is None:
             return False
-        return epochs - min(best, gain) >= patience or self.log.solved_epochs() >= SOLVED_EPOCHS
+        return epochs - min(best, gain) >= patience or self.log.solved()
 
 
 class EpochLine(keras.callbacks.Callback):
