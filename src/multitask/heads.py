@@ -73,14 +73,21 @@ class SoftArgmaxBox(layers.Layer):
         return ops.stack([ymin, xmin, ymax, xmax], axis=-1)
 
     def _peak(self, maps):
-        """The fifth map's argmax as (batch, 1) y and x positions in [0, 1), or None, None when
-        there is no window. It gets no gradient: the window moves, its edges are not learnt."""
+        """The fifth map's maximum as (batch, 1) y and x positions in [0, 1), or None, None when
+        there is no window. It gets no gradient: the window moves, its edges are not learnt.
+        Found by comparing with the maximum, not by `argmax`, whose Keras form TFLite's builtin
+        ops cannot run (FlexBitwiseAnd); a tie would give the tied positions' mean."""
         if not self.window or maps.shape[-1] != 5:
             return None, None
-        height, width = maps.shape[1], maps.shape[2]
-        peak = ops.argmax(ops.reshape(maps[..., 4], (-1, height * width)), axis=-1)
-        return (ops.cast(peak // width, "float32")[:, None] / height,
-                ops.cast(peak % width, "float32")[:, None] / width)
+        where = maps[..., 4]
+        return self._position(ops.max(where, axis=2)), self._position(ops.max(where, axis=1))
+
+    @staticmethod
+    def _position(profile):
+        """(batch, n) -> (batch, 1): where along the n positions the profile peaks, in [0, 1)."""
+        hit = ops.cast(profile >= ops.max(profile, axis=1, keepdims=True), "float32")
+        cells = ops.arange(profile.shape[1], dtype="float32")
+        return ops.sum(hit * cells, axis=1, keepdims=True) / ops.sum(hit, axis=1, keepdims=True) / profile.shape[1]
 
     @staticmethod
     def _profiles(maps):
