@@ -94,15 +94,17 @@ class EpochLog(keras.callbacks.Callback):
                                        "train_seconds": self._train_seconds or seconds, "epoch_seconds": seconds}
         atomic.write_json(self.path, self.epochs)
 
+    def _first_best(self, value: Callable[[dict[str, float]], float]) -> int | None:
+        """The first validated epoch with the highest `value` of its logs, or None before any."""
+        values = {int(k): value(e) for k, e in self.epochs.items() if SCORE in e}
+        return max(values, key=lambda k: (values[k], -k)) if values else None
+
     def best_epoch(self) -> int | None:
-        scored = {int(k): e[SCORE] for k, e in self.epochs.items() if SCORE in e}
-        return max(scored, key=lambda k: (scored[k], -k)) if scored else None
+        return self._first_best(lambda e: e[SCORE])
 
     def last_gain(self) -> int | None:
         """The first epoch with the most validation images right (see `RIGHT`)."""
-        right = {int(k): round(sum(e.get(name, 0.0) for name in RIGHT), 6) for k, e in self.epochs.items()
-                 if SCORE in e}
-        return max(right, key=lambda k: (right[k], -k)) if right else None
+        return self._first_best(lambda e: round(sum(e.get(name, 0.0) for name in RIGHT), 6))
 
     def solved(self) -> bool:
         """Whether the last epoch had every validation image right (see `RIGHT`)."""
