@@ -10,6 +10,7 @@ docs/quality.md's results table from every quality-*.json of this machine and da
 
     python bench/quality.py --seeds 3                     # the default recipe
     python bench/quality.py --label no-aug --set train.augment_scale=0 --datasets photo
+    python bench/quality.py --datasets photo --first-seed 1 --seeds 2   # seeds 1 and 2 only
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (runs split across machines)")
     parser.add_argument("--count", type=int, default=3000, help="images per generated folder dataset")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="section.key=value for every run")
     parser.add_argument("--label", default="default")
@@ -114,7 +116,7 @@ def main() -> None:
               "cpus": os.cpu_count(), "seed_script_img_s": seed_script_images_per_second(workdir), "datasets": {}}
     for name in args.datasets:
         spec = dataset_spec(name, workdir, args.count)
-        runs = [train_once(spec, seed, args.sets, workdir) for seed in range(args.seeds)]
+        runs = [train_once(spec, seed, args.sets, workdir) for seed in range(args.first_seed, args.first_seed + args.seeds)]
         result["datasets"][name] = {"spec": spec, "runs": runs, "summary": summarise(runs)}
         print(json.dumps({name: result["datasets"][name]["summary"]}), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
