@@ -102,7 +102,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1 (runs split across machines)")
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first .. first+seeds-1")
     parser.add_argument("--count", type=int, default=3000, help="images per generated folder dataset")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="section.key=value for every run")
     parser.add_argument("--label", default="default")
@@ -116,7 +116,8 @@ def main() -> None:
               "cpus": os.cpu_count(), "seed_script_img_s": seed_script_images_per_second(workdir), "datasets": {}}
     for name in args.datasets:
         spec = dataset_spec(name, workdir, args.count)
-        runs = [train_once(spec, seed, args.sets, workdir) for seed in range(args.first_seed, args.first_seed + args.seeds)]
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        runs = [train_once(spec, seed, args.sets, workdir) for seed in seeds]
         result["datasets"][name] = {"spec": spec, "runs": runs, "summary": summarise(runs)}
         print(json.dumps({name: result["datasets"][name]["summary"]}), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
