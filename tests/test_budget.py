@@ -69,6 +69,15 @@ def test_a_window_reads_the_edges_near_the_where_maps_peak():
     assert SoftArgmaxBox.from_config(SoftArgmaxBox(window=0.5).get_config()).window == 0.5
 
 
+def test_a_tie_in_the_where_map_centres_the_window_on_the_first_peak():
+    """As argmax did: between two equal peaks (rows 0 and 7; bfloat16 maps tie) is no object, so a
+    window there (rows 2-5) would read the strong ymin at row 4 instead of the weak one at row 1."""
+    maps = np.zeros((1, 8, 8, 5), dtype=np.float32)
+    maps[0, 1, :, 0], maps[0, 4, :, 0] = 20.0, 40.0
+    maps[0, 0, 3, 4] = maps[0, 7, 5, 4] = 40.0
+    assert SoftArgmaxBox(window=0.25)(maps).numpy()[0, 0] == pytest.approx(1 / 8, abs=0.01)
+
+
 def test_a_box_is_never_inverted_whatever_the_score_maps():
     maps = keras.random.normal((16, 8, 8, 4), stddev=20.0, seed=1)  # edges scattered anywhere
     boxes = SoftArgmaxBox(ordered=True, prior=8.0)(maps).numpy()

@@ -76,7 +76,7 @@ class SoftArgmaxBox(layers.Layer):
         """The fifth map's maximum as (batch, 1) y and x positions in [0, 1), or None, None when
         there is no window. It gets no gradient: the window moves, its edges are not learnt.
         Found by comparing with the maximum, not by `argmax`, whose Keras form TFLite's builtin
-        ops cannot run (FlexBitwiseAnd); a tie would give the tied positions' mean."""
+        ops cannot run (FlexBitwiseAnd); on a tie, the first position, as argmax."""
         if not self.window or maps.shape[-1] != 5:
             return None, None
         where = maps[..., 4]
@@ -84,10 +84,12 @@ class SoftArgmaxBox(layers.Layer):
 
     @staticmethod
     def _position(profile):
-        """(batch, n) -> (batch, 1): where along the n positions the profile peaks, in [0, 1)."""
+        """(batch, n) -> (batch, 1): the first of the n positions where the profile peaks, in [0, 1).
+        Not the tied positions' mean: between two equal peaks (bfloat16 maps tie) is no object."""
+        n = profile.shape[1]
         hit = ops.cast(profile >= ops.max(profile, axis=1, keepdims=True), "float32")
-        cells = ops.arange(profile.shape[1], dtype="float32")
-        return ops.sum(hit * cells, axis=1, keepdims=True) / ops.sum(hit, axis=1, keepdims=True) / profile.shape[1]
+        before_end = ops.max(hit * ops.arange(n, 0, -1, dtype="float32"), axis=1, keepdims=True)  # n - first
+        return (n - before_end) / n
 
     @staticmethod
     def _profiles(maps):
