@@ -38,7 +38,7 @@ def _dwa_label_weight(first_two: list[dict], cfg) -> float:
 def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state(inputs, tmp_path, monkeypatch,
                                                                                  capsys):
     model_ref, snapshot, cfg = inputs
-    train_cfg = cfg.train.model_copy(update={"epochs": 3, "weighting": "dwa"})
+    train_cfg = cfg.train.model_copy(update={"epochs": 3, "weighting": "dwa", "ema_momentum": 0.9})
     percents: list[float] = []
     trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path / "straight", on_progress=percents.append)
     assert percents == [33.3, 66.7, 100.0]

@@ -127,6 +127,9 @@ class TrainConfig(Section):
     weight_decay: float = Field(
         0.0, ge=0, description="Decoupled weight decay (AdamW's): each step shrinks every weight by "
         "learning rate x this; 0 is off.")
+    ema_momentum: float = Field(
+        0.0, ge=0, lt=1, description="Validate, keep and register the exponential moving average of "
+        "the weights, updated every step with this momentum (0.99: about the last 100 steps); 0 is off.")
     label_loss_weight: float = Field(1.0, ge=0)
     box_loss_weight: float = Field(10.0, ge=0)
     where_loss_weight: float = Field(

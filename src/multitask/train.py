@@ -70,6 +70,23 @@ class ValidationScore(keras.callbacks.Callback):
             logs[SCORE] = float(logs["val_label_accuracy"]) + float(logs["val_box_mean_iou"])
 
 
+class AveragedWeights(keras.callbacks.SwapEMAWeights):
+    """With `train.ema_momentum`: validation, the epoch's callbacks and so the best checkpoint
+    see the weights' moving average; the training steps and the crash backup, the weights.
+
+    Keras' callback with `swap_on_epoch=True` would leave the average in the model when the
+    backup is written, and a resumed run would train on from the average. Here the average goes
+    in for validation and stays in until `swap_back`, which comes just before the backup.
+    """
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def swap_back(self) -> keras.callbacks.Callback:
+        swap = super().on_test_end
+        return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: swap())
+
+
 class EpochLog(keras.callbacks.Callback):
     """Keeps every epoch's logs, train-only and whole-epoch seconds in a JSON file, rewritten
     atomically. Survives a resume: epochs are keyed by number, so an epoch run twice is logged once.
@@ -196,8 +213,11 @@ def strategy(kind: str) -> tf.distribute.Strategy:
 def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog, budget: Budget, backup: str = "backup",
                on_progress: Callable[[float], None] | None = None) -> list[keras.callbacks.Callback]:
     best = log.best_score()
-    # First, so that the epoch log and TensorBoard see the learned task weights and the score.
-    callbacks = [TaskWeightLog()] if cfg.weighting != "fixed" else []
+    averaged = AveragedWeights() if cfg.ema_momentum else None
+    # First, so that the epoch log and TensorBoard see the averaged weights, the learned task
+    # weights and the score.
+    callbacks = [averaged] if averaged else []
+    callbacks += [TaskWeightLog()] if cfg.weighting != "fixed" else []
     callbacks += [
         ValidationScore(),
         log,
@@ -217,6 +237,8 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog, budget: Budget, b
     callbacks.append(budget)
     if on_progress is not None:
         callbacks.append(Progress(log, cfg.epochs, cfg.max_minutes, on_progress))
+    if averaged:
+        callbacks.append(averaged.swap_back())
     # Last, so an epoch counts as done only after the other callbacks have seen it.
     callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / backup)))
     return callbacks
