@@ -12,6 +12,7 @@ import pytest
 
 from multitask import train as train_module
 from multitask.model import load
+from multitask.pipeline import make_dataset
 from multitask.train import read_history
 from multitask.weighting import WeightedMultiTask
 
@@ -152,3 +153,14 @@ def test_progress_follows_the_time_budget_when_it_ends_first(tmp_path):
     assert percents == [25.0, 100.0]  # 30 s of 120, then past the budget (never above 100)
     assert train_module.Progress(log, epochs=4, max_minutes=None, report=percents.append).on_epoch_end(0) is None
     assert percents[-1] == 25.0  # by epochs: 1 of 4
+
+
+def test_with_ema_the_kept_model_is_the_validated_average(inputs, tmp_path):
+    """Validation scores the weights' moving average, and the checkpoint keeps what it scored (with
+    Keras' `SwapEMAWeights()` alone, validation would see the average and the checkpoint the weights)."""
+    model_ref, snapshot, cfg = inputs
+    trained = train_module.train(model_ref, snapshot, cfg.train.model_copy(update={"epochs": 2, "ema_momentum": 0.9}),
+                                 tmp_path)
+    best = read_history(trained.history_path)[trained.best_epoch - 1]
+    kept = load(tmp_path / "best.keras").evaluate(make_dataset(snapshot, "validation", 16), return_dict=True, verbose=0)
+    assert kept["loss"] == pytest.approx(best["val_loss"], rel=1e-4)
