@@ -117,16 +117,19 @@ def test_a_plateau_stops_training_and_keeps_the_best_epoch(inputs, tmp_path, mon
     assert [row["epoch"] for row in history["epochs"]] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("iou75, patience, stopped", [
-    (lambda epoch: 0.9, 3, (4, "plateau")),  # the same images right: a plateau after `patience` epochs
-    (lambda epoch: 0.9 + epoch / 100, 3, (10, "max_epochs")),  # boxes still coming right at IoU 0.75
-    (lambda epoch: 1.0 if epoch >= 3 else 0.9, 8, (4, "plateau")),  # every image right
+@pytest.mark.parametrize("iou75, patience, images, stopped", [
+    (lambda epoch: 0.9, 3, 300, (4, "plateau")),  # the same images right: a plateau after `patience` epochs
+    (lambda epoch: 0.9 + epoch / 100, 3, 300, (10, "max_epochs")),  # boxes still coming right at IoU 0.75
+    (lambda epoch: 1.0 if epoch >= 3 else 0.9, 8, 300, (4, "plateau")),  # every image right
+    (lambda epoch: 299 / 300 if epoch >= 3 else 0.9, 8, 300, (4, "plateau")),  # 1 in 300 wrong: solved
+    (lambda epoch: 298 / 300 if epoch >= 3 else 0.9, 8, 300, (10, "max_epochs")),  # 2 in 300: not yet
+    (lambda epoch: 99 / 100 if epoch >= 3 else 0.9, 8, 100, (10, "max_epochs")),  # 1 in 100: not yet
 ])
-def test_training_stops_when_no_more_validation_images_come_right(tmp_path, iou75, patience, stopped):
+def test_training_stops_when_no_more_validation_images_come_right(tmp_path, iou75, patience, images, stopped):
     """A score that creeps up while the same images stay right, as on `shapes` (box mean IoU
     +0.011 in 40 epochs with every image right) stops before the score does."""
     log = train_module.EpochLog(tmp_path / "epochs.json")
-    budget = train_module.Budget(log, patience=patience, max_minutes=None)
+    budget = train_module.Budget(log, patience=patience, max_minutes=None, validation_images=images)
     budget.set_model(keras.Sequential())
     for epoch in range(10):
         logs = {"val_label_accuracy": 1.0, "val_box_iou50": 1.0, "val_box_iou75": iou75(epoch),

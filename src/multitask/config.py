@@ -148,7 +148,7 @@ class TrainConfig(Section):
     early_stopping_patience: int | None = Field(
         8, ge=1, description="Stop after this many epochs without a better validation score "
         "(label accuracy + box mean IoU) or without more validation images right (label, box at "
-        "IoU >= 0.5, box at IoU >= 0.75), or once every validation image is right; "
+        "IoU >= 0.5, box at IoU >= 0.75), or once all but 1 in 200 validation images are right; "
         "the best epoch on the score is kept.")
     max_minutes: float | None = Field(
         None, gt=0, description="Stop before another epoch would take training past this many minutes.")
