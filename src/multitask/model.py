@@ -159,7 +159,7 @@ def optimizer(cfg: TrainConfig, steps_per_epoch: int) -> FusedAdam:
     decay would pull their log-variances to 0, i.e. towards equal weights; with `cfg.ema_momentum`,
     keeping the weights' moving average (`train.AveragedWeights` swaps it in to validate)."""
     adam = FusedAdam(learning_rate=learning_rate(cfg, steps_per_epoch), weight_decay=cfg.weight_decay or None,
-                     use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99)
+                     use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum)
     if cfg.weight_decay:
         adam.exclude_from_weight_decay(var_names=["log_variances"])
     return adam

@@ -144,7 +144,7 @@ class EpochLog(keras.callbacks.Callback):
 
 class Budget(keras.callbacks.Callback):
     """Stops on a plateau (of the validation score or of the images right), once every validation
-    image is right, or before the time budget runs out.
+    image is right but at most 1 in 200 (`EpochLog.solved`), or before the time budget runs out.
 
     Reads the epoch log, which survives a resume, so a resumed run counts the epochs and
     minutes of the attempt that died. `reason` says why training stopped.
