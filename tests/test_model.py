@@ -10,7 +10,7 @@ from multitask.config import ModelConfig, TrainConfig
 from multitask.errors import ConfigError
 from multitask.losses import BoxLoss
 from multitask.metrics import box_iou_numpy
-from multitask.model import build_model, compile_model, load
+from multitask.model import build_model, compile_model, input_size, load
 
 
 def test_seed_preset_is_the_starting_point():
@@ -70,6 +70,13 @@ def test_default_model_round_trips_in_safe_mode(tmp_path):
     weighted = compile_model(build_model(ModelConfig(), 10, 32), TrainConfig(box_loss="huber+ciou"), steps_per_epoch=1)
     weighted.save(path)
     assert load(path).head_losses["box"].kind == "huber+ciou"  # a learned weighting owns its losses
+
+
+@pytest.mark.parametrize(("preset", "side"), [("seed", 48), ("default", 64), ("mobilenet_v3_small", 96)])
+def test_the_input_size_is_read_from_the_file_without_loading_the_model(tmp_path, preset, side):
+    path = tmp_path / "m.keras"
+    build_model(ModelConfig(preset=preset, weights="none"), 3, side).save(path)
+    assert input_size(path) == side
 
 
 BOX = np.array([[0.2, 0.2, 0.6, 0.6]], dtype=np.float32)

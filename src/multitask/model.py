@@ -8,8 +8,10 @@ look inside the predicted box (see `BoxAlign`).
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -224,3 +226,14 @@ def _steps_per_execution(cfg: TrainConfig) -> int:
 def load(path: Path | str, *, compile: bool = True) -> keras.Model:
     """Load a `.keras` file with safe mode on: no Python lambdas are ever deserialised."""
     return keras.saving.load_model(str(path), safe_mode=True, compile=compile)
+
+
+def input_size(path: Path | str) -> int:
+    """The side of the square images a `.keras` file's model takes, read from the archive's
+    `config.json` without building the model (loading MobileNetV3 takes seconds)."""
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))["config"]
+    first = config["input_layers"][0]  # ["image", 0, 0], or a list of those
+    name = first if isinstance(first, str) else first[0]
+    layer = next(entry for entry in config["layers"] if entry["name"] == name)
+    return int(layer["config"]["batch_shape"][1])

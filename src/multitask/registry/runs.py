@@ -16,7 +16,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 from multitask.config import RunConfig
-from multitask.model import load
+from multitask.model import input_size
 from multitask.records import EvalReport, ModelVersion, TrainedModelRef
 from multitask.registry.peek import TRAIN_FINGERPRINT_TAG
 from multitask.registry.store import client, experiment_id
@@ -61,8 +61,7 @@ def register(
         ensure_aliases(c, name, existing.version, first_is_champion)
         return record(c, name, existing.version, existing.run_id)
     history = read_history(trained.history_path)
-    model = load(trained.model_path)
-    preprocessing = {**preprocessing, "image_size": int(model.input_shape[1])}
+    preprocessing = {**preprocessing, "image_size": input_size(trained.model_path)}
     with mlflow.start_run(experiment_id=experiment_id(c, name)) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in _flatten(config.model_dump()).items()})
         for row in history:
