@@ -125,9 +125,11 @@ print(json.dumps(result))
 def test_mirrored_training_on_two_devices_matches_one(tmp_path):
     """Two logical CPU devices (set before TensorFlow starts, hence a process of its own): two
     replicas really run, each on half of every batch, and learn what one device learns. The
-    default DWA weighting, so the head losses it tracks itself are checked under replicas too."""
+    default DWA weighting, so the head losses it tracks itself are checked under replicas too, and
+    the weights' moving average (`train.ema_momentum`), whose swaps run in the strategy's context."""
     sets = [*TINY, "train.epochs=2", "train.learning_rate=3e-4", "train.augment_scale=0.0",
-            "train.augment_shift=0.0", "train.augment_colour=0.0"]  # TINY's seed model: no batch norm to split
+            "train.augment_shift=0.0", "train.augment_colour=0.0",  # TINY's seed model: no batch norm to split
+            "train.ema_momentum=0.9"]
     script = tmp_path / "mirrored.py"
     script.write_text(MIRRORED)
     done = subprocess.run([sys.executable, str(script), json.dumps(sets), str(tmp_path)], capture_output=True,
