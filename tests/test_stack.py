@@ -62,7 +62,23 @@ def stack():
         yield _stack_module().Stack(root), up, _exports(up.stdout)
     finally:
         subprocess.run([str(STACK / "down.sh"), str(root)], timeout=180, env={**os.environ, **python})
+        left = _processes_of(root)
         shutil.rmtree(root, ignore_errors=True)
+    # down.sh stops the flow runs in flight too (the trigger test leaves one: a run it cancels
+    # that the worker may have started); Prefect starts each in a session of its own.
+    assert not left, f"still running after down.sh: {left}"
+
+
+def _processes_of(root: Path) -> list[str]:
+    """Command lines of the processes whose environment points into the stack's folder."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"={root}/".encode() in environ.read_bytes():
+                found.append((environ.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
 
 
 def _secrets(stack) -> dict[str, str]:

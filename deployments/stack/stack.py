@@ -232,24 +232,24 @@ class Stack:
         if not path.exists():
             return None
         pid = int(path.read_text())
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
+        if not _alive(pid):
             path.unlink()
             return None
         return pid
 
     def stop(self, service: str) -> bool:
-        """SIGTERM to the service's process group, SIGKILL after 20 s."""
+        """SIGTERM to the service's process group, SIGKILL after 20 s. For the worker, also to the
+        flow runs in flight: Prefect's process worker starts each in a session of its own, so they
+        would outlive it, training on with no server to report to."""
         pid = self.pid(service)
         if pid is None:
             return False
-        os.killpg(pid, signal.SIGTERM)
+        groups = [pid, *(_children(pid) if service == "worker" else [])]
+        _signal(groups, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.pid(service):
+        while time.monotonic() < deadline and any(map(_alive, groups)):
             time.sleep(0.2)
-        if self.pid(service):
-            os.killpg(pid, signal.SIGKILL)
+        _signal([group for group in groups if _alive(group)], signal.SIGKILL)
         (self.run / f"{service}.pid").unlink(missing_ok=True)
         return True
 
@@ -352,6 +352,35 @@ def up(stack: Stack) -> None:
     env_file.write_text("\n".join(lines) + "\n")
     env_file.chmod(0o600)
     print("\n".join(lines))
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from Linux's /proc (none found elsewhere)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # after "pid (name)": state, ppid
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        if parent == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal(groups: list[int], sig: signal.Signals) -> None:
+    for group in groups:
+        try:
+            os.killpg(group, sig)
+        except ProcessLookupError:  # ended meanwhile
+            pass
 
 
 def down(stack: Stack) -> None:
