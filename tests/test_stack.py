@@ -64,8 +64,8 @@ def stack():
         subprocess.run([str(STACK / "down.sh"), str(root)], timeout=180, env={**os.environ, **python})
         left = _processes_of(root)
         shutil.rmtree(root, ignore_errors=True)
-    # down.sh stops the flow runs in flight too (the trigger test leaves one: a run it cancels
-    # that the worker may have started); Prefect starts each in a session of its own.
+    # down.sh stops the flow runs in flight too (`deployed` leaves one); Prefect starts each in a
+    # session of its own.
     assert not left, f"still running after down.sh: {left}"
 
 
@@ -160,6 +160,11 @@ def _poll(read, timeout: float = 90):
     return found
 
 
+def _state(st, run_id: str) -> str:
+    """The flow run's state type (SCHEDULED, PENDING, RUNNING, COMPLETED, ...), read from the server."""
+    return json.loads(st.request("prefect", f"/flow_runs/{run_id}")[1])["state"]["type"]
+
+
 def _wait_for(st, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
     """Final state name of each flow run, polled through the server (unfinished ones left out)."""
     final: dict[str, str] = {}
@@ -194,7 +199,12 @@ def _mlflow(st, path: str) -> dict:
 def deployed(stack):
     st, _, env = stack
     run_prefect({**os.environ, **env}, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
-    return st
+    yield st
+    # A training that would run for hours, left in flight for down.sh (the `stack` fixture) to end.
+    run = _run_deployment(st, "train/train", tiny_parameters(
+        'registry.model_name="stack-in-flight"', "train.epochs=100000", "train.early_stopping_patience=null"))
+    assert _poll(lambda: _state(st, run) == "RUNNING", 180), f"the run left for down.sh is {_state(st, run)}"
+    assert _poll(lambda: any("prefect.engine" in line for line in _processes_of(st.dir)), 30)
 
 
 def test_worker_runs_nightly_retrain_and_the_champion_reads_back_through_mlflow(deployed):

@@ -239,8 +239,10 @@ class Stack:
 
     def stop(self, service: str) -> bool:
         """SIGTERM to the service's process group, SIGKILL after 20 s. For the worker, also to the
-        flow runs in flight: Prefect's process worker starts each in a session of its own, so they
-        would outlive it, training on with no server to report to."""
+        flow runs in flight: Prefect's process worker starts each in a session of its own. Its
+        graceful shutdown cancels them, and (Prefect 3.9) a run whose worker was killed crashes
+        within seconds, but a clean-clone CI once left a training running after down.sh: so each
+        gets the signals itself rather than trust the worker."""
         pid = self.pid(service)
         if pid is None:
             return False
