@@ -153,7 +153,8 @@ def test_the_seed_preset_stays_the_starting_point():
     seed = load_config("seed").train
     assert (seed.epochs, seed.early_stopping_patience, seed.max_minutes, seed.lr_schedule) == (10, None, None,
                                                                                                "constant")
-    assert not (seed.augment_flip or seed.augment_scale or seed.augment_shift or seed.augment_colour)
+    assert not (seed.augment_flip or seed.augment_scale or seed.augment_shift or seed.augment_colour
+                or seed.augment_mix)
     assert load_config("seed").model.preset == "seed"
 
 

@@ -167,6 +167,9 @@ class TrainConfig(Section):
                                  "where the zoom puts it, 1 moves it anywhere it fits in the frame.")
     augment_colour: float = Field(0.2, ge=0, lt=1, description="Random brightness (+-), contrast and "
                                   "saturation (x 1 +-) per image; 0 is off.")
+    augment_mix: float = Field(0.0, ge=0, le=1, description="Share of images that get a rectangle of another "
+                               "image's background pasted beside the object (where it fits; never over "
+                               "either object); 0 is off.")
     shuffle_buffer: int = Field(4096, ge=1)
     seed: int = Field(0, ge=0, description="Seed for shuffling, augmentation and dropout.")
 
