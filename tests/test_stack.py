@@ -160,9 +160,9 @@ def _poll(read, timeout: float = 90):
     return found
 
 
-def _state(st, run_id: str) -> str:
-    """The flow run's state type (SCHEDULED, PENDING, RUNNING, COMPLETED, ...), read from the server."""
-    return json.loads(st.request("prefect", f"/flow_runs/{run_id}")[1])["state"]["type"]
+def _state(st, run_id: str) -> dict:
+    """The flow run's state as the server has it: `type` (SCHEDULED, RUNNING, COMPLETED, ...), `name`."""
+    return json.loads(st.request("prefect", f"/flow_runs/{run_id}")[1])["state"]
 
 
 def _wait_for(st, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
@@ -171,7 +171,7 @@ def _wait_for(st, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
 
     def all_finished() -> bool:
         for run_id in set(run_ids) - set(final):
-            state = json.loads(st.request("prefect", f"/flow_runs/{run_id}")[1])["state"]
+            state = _state(st, run_id)
             if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
                 final[run_id] = state["name"]
         return len(final) == len(run_ids)
@@ -203,7 +203,8 @@ def deployed(stack):
     # A training that would run for hours, left in flight for down.sh (the `stack` fixture) to end.
     run = _run_deployment(st, "train/train", tiny_parameters(
         'registry.model_name="stack-in-flight"', "train.epochs=100000", "train.early_stopping_patience=null"))
-    assert _poll(lambda: _state(st, run) == "RUNNING", 180), f"the run left for down.sh is {_state(st, run)}"
+    assert _poll(lambda: _state(st, run)["type"] == "RUNNING", 180), \
+        f"the run left for down.sh is {_state(st, run)['type']}"
     assert _poll(lambda: any("prefect.engine" in line for line in _processes_of(st.dir)), 30)
 
 
