@@ -84,9 +84,10 @@ class ModelConfig(Section):
         "scratch; `mobilenet_v3_small`, `efficientnet_v2_b0`: a keras.applications backbone with our heads.",
     )
     seed: int = Field(0, ge=0, description="Seed for the initial weights.")
-    label_pooling: Literal["global", "box", "crop"] = Field(
+    label_pooling: Literal["global", "box", "where", "crop"] = Field(
         "box", description="`default` preset's label head: global average pooling only, or also the "
-        "features inside the predicted box (`box`), or also a small CNN on the image inside it (`crop`).")
+        "features inside the predicted box (`box`), the same with the average weighted by the box "
+        "head's where map (`where`), or also a small CNN on the image inside the box (`crop`).")
     box_window: float = Field(
         0.5, ge=0, le=1, description="`default` preset's box head: read each edge only within +- this "
         "share of the image's side around where the head locates the object; 0 reads the whole image.")

@@ -1,5 +1,5 @@
-"""The heads' building blocks: a conv block, the soft-argmax box layer, and the layer that lets
-the label head look inside the predicted box.
+"""The heads' building blocks: a conv block, the soft-argmax box layer, and the layers that let
+the label head look inside the predicted box and where the box head locates the object.
 
 The layers are registered with Keras, so models holding them load in safe mode.
 """
@@ -157,3 +157,29 @@ class BoxAlign(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "margin": self.margin}
+
+
+@keras.saving.register_keras_serializable(package="multitask")
+class WherePool(layers.Layer):
+    """A feature map averaged with the weights of a box head's where map (the fifth score map's
+    softmax, see `SoftArgmaxBox._profiles`), instead of uniformly as global average pooling does.
+
+    Inputs `(features, maps)`: a (batch, H, W, C) map and the box head's (batch, h, w, 5) score
+    maps, h and w whole multiples of H and W; each feature cell weighs the where map's share
+    over the cells under it. Where the box head's edges spread onto something beside the object,
+    its where map still peaks on the object in most images (docs/quality.md), so this reads the
+    object, not the background. No gradient reaches the where map from here, as in `BoxAlign`.
+    """
+
+    def call(self, inputs):
+        features, maps = inputs
+        logits = ops.stop_gradient(ops.cast(maps[..., 4], "float32"))
+        height, width = logits.shape[1], logits.shape[2]
+        rows, cols = features.shape[1], features.shape[2]
+        share = ops.softmax(ops.reshape(logits, (-1, height * width)), axis=-1)
+        share = ops.reshape(share, (-1, rows, height // rows, cols, width // cols))
+        share = ops.sum(share, axis=(2, 4))
+        return ops.einsum("bhwc,bhw->bc", features, ops.cast(share, features.dtype))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], input_shape[0][3])

@@ -22,7 +22,7 @@ from keras import layers
 from multitask.backbones import BACKBONES, pretrained_model
 from multitask.config import ModelConfig, TrainConfig, image_size_problem
 from multitask.errors import ConfigError
-from multitask.heads import BOX_PRIOR, BoxAlign, SoftArgmaxBox, conv_bn
+from multitask.heads import BOX_PRIOR, BoxAlign, SoftArgmaxBox, WherePool, conv_bn
 from multitask.losses import box_loss
 from multitask.metrics import BoxIoUAbove, MeanBoxIoU
 from multitask.optimizer import FusedAdam
@@ -59,18 +59,19 @@ def _box_head(shared, half, eighth, window: float):
     b = conv_bn(b, 48, kernel=1)
     b = conv_bn(b, 32)
     maps = layers.Conv2D(5, 3, padding="same")(b)  # four edges and where the object is
-    return SoftArgmaxBox(ordered=True, prior=BOX_PRIOR, window=window, name="box", dtype="float32")(maps)
+    return SoftArgmaxBox(ordered=True, prior=BOX_PRIOR, window=window, name="box", dtype="float32")(maps), maps
 
 
-def _label_features(inputs, shared, eighth, box, pooling: str):
-    """The 1/8-size block, globally average-pooled; with `box` pooling, also the shared map
-    inside the predicted box on a 4 x 4 grid, so small objects are not averaged away by clutter;
-    with `crop` pooling, also a small CNN on the image inside the box, resampled to 32 x 32, so
-    the object is seen at one scale wherever and however large it is."""
-    y = layers.GlobalAveragePooling2D()(eighth)
+def _label_features(inputs, shared, eighth, box, maps, pooling: str):
+    """The 1/8-size block, globally average-pooled (with `where` pooling, averaged with the box
+    head's where map as weights instead, see `WherePool`); with `box` and `where` pooling, also
+    the shared map inside the predicted box on a 4 x 4 grid, so small objects are not averaged
+    away by clutter; with `crop` pooling, also a small CNN on the image inside the box, resampled
+    to 32 x 32, so the object is seen at one scale wherever and however large it is."""
+    y = WherePool()([eighth, maps]) if pooling == "where" else layers.GlobalAveragePooling2D()(eighth)
     if pooling == "global":
         return y
-    if pooling == "box":
+    if pooling in ("box", "where"):
         r = BoxAlign(4)([shared, box])
         r = conv_bn(r, 128)
         return layers.Concatenate()([y, layers.Flatten()(r)])
@@ -91,8 +92,8 @@ def default_model(num_classes: int, image_size: int, label_pooling: str, box_win
     x = conv_bn(x, 96)
     shared = conv_bn(x, 96)
     eighth = conv_bn(layers.MaxPooling2D()(shared), 160)
-    box = _box_head(shared, half, eighth, box_window)
-    y = layers.Dropout(0.2)(_label_features(inputs, shared, eighth, box, label_pooling))
+    box, maps = _box_head(shared, half, eighth, box_window)
+    y = layers.Dropout(0.2)(_label_features(inputs, shared, eighth, box, maps, label_pooling))
     label = layers.Dense(num_classes, activation="softmax", name="label", dtype="float32")(y)
     return keras.Model(inputs=inputs, outputs={"label": label, "box": box}, name="default")
 
