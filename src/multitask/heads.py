@@ -166,9 +166,9 @@ class WherePool(layers.Layer):
 
     Inputs `(features, maps)`: a (batch, H, W, C) map and the box head's (batch, h, w, 5) score
     maps, h and w whole multiples of H and W; each feature cell weighs the where map's share
-    over the cells under it. Where the box head's edges spread onto something beside the object,
-    its where map still peaks on the object in most images (docs/quality.md), so this reads the
-    object, not the background. No gradient reaches the where map from here, as in `BoxAlign`.
+    over the cells under it. Meant to read the object where the box spreads beside it; on photo
+    data it did not (the where map misses with the box: docs/quality.md, stop 35), so no preset
+    uses it. No gradient reaches the where map from here, as in `BoxAlign`.
     """
 
     def call(self, inputs):

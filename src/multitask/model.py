@@ -51,7 +51,7 @@ def _box_head(shared, half, eighth, window: float):
     """Four score maps at 1/2 size and a fifth for where to read them (edges within +-`window`
     of its peak), soft-argmax. The maps see the 1/8-size block too (86 px of a 128-px input):
     with the 1/4-size map alone (38 px) an edge could not tell a glyph's edge from a texture's,
-    and on photographs boxes spread over both (docs/quality.md)."""
+    and on photographs boxes spread over both (docs/quality.md). Returns the box and the maps."""
     context = layers.UpSampling2D(interpolation="bilinear")(conv_bn(eighth, 96))
     b = conv_bn(layers.Concatenate()([shared, context]), 96, kernel=1)
     b = layers.UpSampling2D(interpolation="bilinear")(b)
