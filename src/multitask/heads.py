@@ -16,6 +16,15 @@ BN_MOMENTUM = 0.9
 BOX_PRIOR = 8.0
 
 
+def where_share(maps):
+    """A five-map box head's fifth map as its softmax over all positions: (batch, height, width),
+    float32, summing to 1 per image. Where the head locates the object (see `SoftArgmaxBox`)."""
+    logits = ops.cast(maps[..., 4], "float32")
+    height, width = logits.shape[1], logits.shape[2]
+    share = ops.softmax(ops.reshape(logits, (-1, height * width)), axis=-1)
+    return ops.reshape(share, (-1, height, width))
+
+
 def conv_bn(x, filters: int, kernel: int = 3):
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
@@ -99,9 +108,7 @@ class SoftArgmaxBox(layers.Layer):
         object is, not from every texture across the image; a flat fifth map gives the average."""
         if maps.shape[-1] == 4:
             return ops.mean(maps, axis=2), ops.mean(maps, axis=1)
-        height, width = maps.shape[1], maps.shape[2]
-        attention = ops.softmax(ops.reshape(maps[..., 4], (-1, height * width)), axis=-1)
-        attention = ops.reshape(attention, (-1, height, width))
+        attention = where_share(maps)
         edges = maps[..., :4]
         rows = ops.einsum("bhwc,bw->bhc", edges, ops.sum(attention, axis=1))
         cols = ops.einsum("bhwc,bh->bwc", edges, ops.sum(attention, axis=2))
@@ -173,10 +180,9 @@ class WherePool(layers.Layer):
 
     def call(self, inputs):
         features, maps = inputs
-        logits = ops.stop_gradient(ops.cast(maps[..., 4], "float32"))
-        height, width = logits.shape[1], logits.shape[2]
+        share = where_share(ops.stop_gradient(maps))
+        height, width = share.shape[1], share.shape[2]
         rows, cols = features.shape[1], features.shape[2]
-        share = ops.softmax(ops.reshape(logits, (-1, height * width)), axis=-1)
         share = ops.reshape(share, (-1, rows, height // rows, cols, width // cols))
         share = ops.sum(share, axis=(2, 4))
         return ops.einsum("bhwc,bhw->bc", features, ops.cast(share, features.dtype))

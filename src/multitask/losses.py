@@ -8,6 +8,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from multitask.heads import where_share
 from multitask.metrics import box_iou, intersection_and_union
 
 _EPS = 1e-7
@@ -97,10 +98,8 @@ class WhereLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         boxes = ops.cast(y_true, "float32")
-        logits = ops.cast(y_pred[..., 4], "float32")
-        height, width = logits.shape[1], logits.shape[2]
-        share = ops.softmax(ops.reshape(logits, (-1, height * width)), axis=-1)
-        rows = _coverage(boxes[:, 0], boxes[:, 2], height)
-        cols = _coverage(boxes[:, 1], boxes[:, 3], width)
-        mass = ops.sum(share * ops.reshape(rows[:, :, None] * cols[:, None, :], (-1, height * width)), axis=-1)
+        share = where_share(y_pred)
+        rows = _coverage(boxes[:, 0], boxes[:, 2], share.shape[1])
+        cols = _coverage(boxes[:, 1], boxes[:, 3], share.shape[2])
+        mass = ops.sum(share * rows[:, :, None] * cols[:, None, :], axis=(1, 2))
         return -ops.log(mass + _EPS)
