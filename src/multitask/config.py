@@ -91,6 +91,9 @@ class ModelConfig(Section):
     box_window: float = Field(
         0.5, ge=0, le=1, description="`default` preset's box head: read each edge only within +- this "
         "share of the image's side around where the head locates the object; 0 reads the whole image.")
+    sixteenth_block: bool = Field(
+        False, description="`default` preset: also a 1/16-size block, upsampled into the 1/8-size one "
+        "both heads read: its cells see about 118 px across instead of 46.")
     weights: str = Field(
         "imagenet", min_length=1, description="Pretrained presets' backbone weights: `imagenet` (Keras' "
         "cache, downloaded where the network allows), `none`, or a weights file (`.weights.h5`).")

@@ -82,8 +82,22 @@ def _label_features(inputs, shared, eighth, box, maps, pooling: str):
     return layers.Concatenate()([y, c])
 
 
-def default_model(num_classes: int, image_size: int, label_pooling: str, box_window: float) -> keras.Model:
-    """BN conv blocks down to 1/4- and 1/8-size maps shared by both heads (see `_box_head`, `_label_features`)."""
+def _with_sixteenth(eighth):
+    """The 1/8-size block joined by a 1/16-size one upsampled back to it: its cells see about
+    118 px around them (the whole of a 128-px input) where the 1/8-size block sees 46. The
+    1/16 map is rounded up and cropped back, so any multiple of 8 still fits."""
+    x = layers.MaxPooling2D(padding="same")(eighth)
+    x = layers.UpSampling2D(interpolation="bilinear")(conv_bn(conv_bn(x, 192), 192))
+    odd = x.shape[1] - eighth.shape[1]
+    if odd:
+        x = layers.Cropping2D(((0, odd), (0, odd)))(x)
+    return conv_bn(layers.Concatenate()([eighth, x]), 160, kernel=1)
+
+
+def default_model(num_classes: int, image_size: int, label_pooling: str, box_window: float,
+                  sixteenth: bool = False) -> keras.Model:
+    """BN conv blocks down to 1/4- and 1/8-size maps shared by both heads (see `_box_head`,
+    `_label_features`), the latter optionally seeing a 1/16-size block (`_with_sixteenth`)."""
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     x = conv_bn(inputs, 32)
     x = layers.MaxPooling2D()(x)
@@ -92,6 +106,8 @@ def default_model(num_classes: int, image_size: int, label_pooling: str, box_win
     x = conv_bn(x, 96)
     shared = conv_bn(x, 96)
     eighth = conv_bn(layers.MaxPooling2D()(shared), 160)
+    if sixteenth:
+        eighth = _with_sixteenth(eighth)
     box, maps = _box_head(shared, half, eighth, box_window)
     y = layers.Dropout(0.2)(_label_features(inputs, shared, eighth, box, maps, label_pooling))
     label = layers.Dense(num_classes, activation="softmax", name="label", dtype="float32")(y)
@@ -145,7 +161,7 @@ def _build(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Model:
         if cfg.preset == "seed":
             return seed_model(num_classes, image_size)
         if cfg.preset == "default":
-            return default_model(num_classes, image_size, cfg.label_pooling, cfg.box_window)
+            return default_model(num_classes, image_size, cfg.label_pooling, cfg.box_window, cfg.sixteenth_block)
         return pretrained_model(cfg.preset, num_classes, image_size, cfg.weights)
     finally:
         keras.config.set_dtype_policy(previous)
