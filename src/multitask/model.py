@@ -83,9 +83,10 @@ def _label_features(inputs, shared, eighth, box, maps, pooling: str):
 
 
 def _with_sixteenth(eighth):
-    """The 1/8-size block joined by a 1/16-size one upsampled back to it: its cells see about
-    118 px around them (the whole of a 128-px input) where the 1/8-size block sees 46. The
-    1/16 map is rounded up and cropped back, so any multiple of 8 still fits."""
+    """The 1/8-size block joined by a 1/16-size one upsampled back to it: its cells see a window
+    about 118 px wide (at the centre of a 128-px input, all of it) where the 1/8-size block sees
+    46. Measured on photo seed 0: no gain (docs/quality.md, stop 36). The 1/16 map is rounded
+    up and cropped back, so any multiple of 8 still fits."""
     x = layers.MaxPooling2D(padding="same")(eighth)
     x = layers.UpSampling2D(interpolation="bilinear")(conv_bn(conv_bn(x, 192), 192))
     odd = x.shape[1] - eighth.shape[1]
@@ -97,7 +98,7 @@ def _with_sixteenth(eighth):
 def default_model(num_classes: int, image_size: int, label_pooling: str, box_window: float,
                   sixteenth: bool = False) -> keras.Model:
     """BN conv blocks down to 1/4- and 1/8-size maps shared by both heads (see `_box_head`,
-    `_label_features`), the latter optionally seeing a 1/16-size block (`_with_sixteenth`)."""
+    `_label_features`); the 1/8-size map optionally joined by a 1/16-size block (`_with_sixteenth`)."""
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
     x = conv_bn(inputs, 32)
     x = layers.MaxPooling2D()(x)
