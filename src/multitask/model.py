@@ -96,7 +96,7 @@ def _with_sixteenth(eighth):
 
 
 def default_model(num_classes: int, image_size: int, label_pooling: str, box_window: float,
-                  sixteenth: bool = False) -> keras.Model:
+                  sixteenth: bool) -> keras.Model:
     """BN conv blocks down to 1/4- and 1/8-size maps shared by both heads (see `_box_head`,
     `_label_features`); the 1/8-size map optionally joined by a 1/16-size block (`_with_sixteenth`)."""
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
