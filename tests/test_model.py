@@ -171,3 +171,19 @@ def test_weight_decay_shrinks_every_weight_but_the_learned_task_weights():
         expected = before[v.path] if v.name == "log_variances" else before[v.path] * (1 - 0.1 * 0.5)
         np.testing.assert_allclose(v.numpy(), expected, rtol=1e-6, err_msg=v.path)
     assert any(v.name == "log_variances" for v in model.trainable_variables)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("weighting", ["fixed", "dwa"])
+def test_the_train_step_is_traced_once(weighting):
+    """A variable created inside the first traced step (Keras builds a metric named by a string
+    there) makes TensorFlow trace the whole step again: seconds more for every training."""
+    cfg = TrainConfig(weighting=weighting, steps_per_execution=2)
+    model = compile_model(build_model(ModelConfig(preset="seed"), 3, 32), cfg, steps_per_epoch=2)
+    traced = []
+    step = model.train_step
+    model.train_step = lambda data: traced.append(data) or step(data)
+    images = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+    targets = {"label": np.arange(8) % 3, "box": np.tile(np.float32([[0.2, 0.2, 0.6, 0.6]]), (8, 1))}
+    model.fit(tf.data.Dataset.from_tensor_slices((images, targets)).batch(4), epochs=2, verbose=0)
+    assert len(traced) == 1
