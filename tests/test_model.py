@@ -173,17 +173,37 @@ def test_weight_decay_shrinks_every_weight_but_the_learned_task_weights():
     assert any(v.name == "log_variances" for v in model.trainable_variables)
 
 
+def _count_traces(model: keras.Model) -> dict[str, int]:
+    """How many times each of `model`'s train and test steps gets traced from now on."""
+    traced = {"train": 0, "test": 0}
+
+    def counted(kind, step):
+        def step_once(data):
+            traced[kind] += 1
+            return step(data)
+        return step_once
+
+    model.train_step, model.test_step = counted("train", model.train_step), counted("test", model.test_step)
+    return traced
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("weighting", ["fixed", "dwa"])
-def test_the_train_step_is_traced_once(weighting):
-    """A variable created inside the first traced step (Keras builds a metric named by a string
-    there) makes TensorFlow trace the whole step again: seconds more for every training."""
+def test_each_step_is_traced_once_in_training_and_after_loading(weighting, tmp_path):
+    """A variable created inside a step's first trace (Keras builds a metric named by a string,
+    and its own loss trackers, there) makes TensorFlow trace the whole step again: seconds more
+    for every training and every evaluation."""
     cfg = TrainConfig(weighting=weighting, steps_per_execution=2)
     model = compile_model(build_model(ModelConfig(preset="seed"), 3, 32), cfg, steps_per_epoch=2)
-    traced = []
-    step = model.train_step
-    model.train_step = lambda data: traced.append(data) or step(data)
     images = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
     targets = {"label": np.arange(8) % 3, "box": np.tile(np.float32([[0.2, 0.2, 0.6, 0.6]]), (8, 1))}
-    model.fit(tf.data.Dataset.from_tensor_slices((images, targets)).batch(4), epochs=2, verbose=0)
-    assert len(traced) == 1
+    data = tf.data.Dataset.from_tensor_slices((images, targets)).batch(4)
+    traced = _count_traces(model)
+    model.fit(data, validation_data=data, epochs=2, verbose=0)
+    assert traced == {"train": 1, "test": 1}
+
+    model.save(tmp_path / "model.keras")
+    loaded = load(tmp_path / "model.keras")
+    traced = _count_traces(loaded)
+    loaded.evaluate(data, verbose=0)
+    assert traced == {"train": 0, "test": 1}

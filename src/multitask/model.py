@@ -213,8 +213,7 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
                  "box": [MeanBoxIoU(), BoxIoUAbove(0.5), BoxIoUAbove(0.75, name="iou75")]},
         steps_per_execution=_steps_per_execution(cfg),
     )
-    if losses is not None:
-        _build_loss_trackers(model)
+    _build_loss_trackers(model)
     # Without a distribution strategy Keras creates the optimizer's slot variables inside the first
     # traced train step, at about 28 ms each (8 s for MobileNetV3-Small's 308): here, 0.5 s in all.
     model.optimizer.build(model.trainable_variables)
@@ -223,8 +222,11 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
 
 def _build_loss_trackers(model: keras.Model) -> None:
     """Keras creates its per-head loss trackers the first time it computes the loss, inside the
-    first traced train step, where a new variable makes TensorFlow trace the whole step twice.
-    One loss computed here, on zeros, creates them before that."""
+    first traced train or test step, where a new variable makes TensorFlow trace the whole step
+    twice. One loss computed here, on zeros, creates them before that. (A `WeightedMultiTask`
+    has no Keras losses: it creates its trackers itself.)"""
+    if model.loss is None:
+        return
     y_pred = {name: keras.ops.zeros((1, *output.shape[1:])) for name, output in zip(model.output_names, model.outputs)}
     model.compute_loss(y={"label": keras.ops.zeros((1,), "int32"), "box": keras.ops.zeros((1, 4))}, y_pred=y_pred)
     model.reset_metrics()
@@ -257,7 +259,10 @@ def _steps_per_execution(cfg: TrainConfig) -> int:
 
 def load(path: Path | str, *, compile: bool = True) -> keras.Model:
     """Load a `.keras` file with safe mode on: no Python lambdas are ever deserialised."""
-    return keras.saving.load_model(str(path), safe_mode=True, compile=compile)
+    model = keras.saving.load_model(str(path), safe_mode=True, compile=compile)
+    if compile:
+        _build_loss_trackers(model)
+    return model
 
 
 def input_size(path: Path | str) -> int:
