@@ -224,8 +224,9 @@ def _build_loss_trackers(model: keras.Model) -> None:
     """Keras creates its per-head loss trackers the first time it computes the loss, inside the
     first traced train or test step, where a new variable makes TensorFlow trace the whole step
     twice. One loss computed here, on zeros, creates them before that. (A `WeightedMultiTask`
-    has no Keras losses: it creates its trackers itself.)"""
-    if model.loss is None:
+    has no Keras losses: it creates its trackers itself; a model without our two heads is left
+    to Keras.)"""
+    if model.loss is None or sorted(getattr(model, "output_names", ())) != ["box", "label"]:
         return
     y_pred = {name: keras.ops.zeros((1, *output.shape[1:])) for name, output in zip(model.output_names, model.outputs)}
     model.compute_loss(y={"label": keras.ops.zeros((1,), "int32"), "box": keras.ops.zeros((1, 4))}, y_pred=y_pred)
