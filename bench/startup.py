@@ -4,22 +4,25 @@ predict steps (a training on real data pays the same once, at its first epoch).
 
     python bench/startup.py PRESET [--set section.key=JSON ...]
 
-Prints one JSON line: preset, sets, train_s, evaluate_s and the test metrics. To compare two
-commits, run it from a checkout of each with `PYTHONPATH=CHECKOUT/src:CHECKOUT` (docs/benchmarks.md,
-stop 37).
+Prints one JSON line: preset, sets, train_s (building and saving the initial model included),
+evaluate_s and the test metrics. To compare two commits, run it from a checkout of each with
+`PYTHONPATH=CHECKOUT/src:CHECKOUT` (docs/benchmarks.md, stop 37).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from training import snapshot_of, train_once  # noqa: E402
+
+from multitask.evaluate import evaluate  # noqa: E402
+
 from conftest import tiny_config  # noqa: E402  (the tests' tiny data, so the figures are theirs)
 
 
@@ -28,28 +31,15 @@ def main() -> None:
     parser.add_argument("preset")
     parser.add_argument("--set", dest="sets", action="append", default=[])
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="multitask-startup-"))
-    os.environ["MULTITASK_HOME"] = str(home)
-
-    from multitask.datasets import catalog
-    from multitask.evaluate import evaluate
-    from multitask.fingerprint import hash_file
-    from multitask.model import build_model
-    from multitask.pipeline import build_snapshot
-    from multitask.records import ModelRef
-    from multitask.train import train
+    workdir = Path(tempfile.mkdtemp(prefix="multitask-startup-"))
 
     cfg = tiny_config(f'model.preset="{args.preset}"', "train.epochs=2", *args.sets)
-    snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, home / "snapshot")
-    model = build_model(cfg.model, len(snapshot.class_names), cfg.data.image_size)
-    model.save(home / "initial.keras")
-    ref = ModelRef(path=str(home / "initial.keras"), preset=args.preset, params=model.count_params(),
-                   fingerprint=hash_file(home / "initial.keras"))
+    snapshot = snapshot_of(workdir, "snapshot", cfg.data)
     start = time.perf_counter()
-    trained = train(ref, snapshot, cfg.train, home / "run")
+    trained = train_once(snapshot, cfg, workdir)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    report = evaluate(trained.model_path, snapshot, cfg.evaluate, home / "evaluation", trained.history_path)
+    report = evaluate(trained.model_path, snapshot, cfg.evaluate, workdir / "evaluation", trained.history_path)
     print(json.dumps({"preset": args.preset, "sets": args.sets, "train_s": round(train_s, 1),
                       "evaluate_s": round(time.perf_counter() - start, 1), "metrics": report.metrics}))
 
