@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from multitask import atomic
@@ -12,7 +13,7 @@ from multitask.fingerprint import hash_file
 from multitask.model import load
 from multitask.pipeline import make_dataset
 from multitask.plots import plot_confusion, plot_curves, plot_predictions
-from multitask.records import EvalReport, SnapshotRef
+from multitask.records import HEAD_METRICS, EvalReport, SnapshotRef
 from multitask.train import read_history
 
 # Keras log name -> our metric name (the JSON contract of `multitask train --json`).
@@ -33,13 +34,13 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load(model_path)
     test = make_dataset(snapshot, "test", cfg.batch_size)
-    logs = model.evaluate(test, return_dict=True, verbose=0)
-    metrics = {ours: round(float(logs[keras_name]), 6) for keras_name, ours in METRIC_NAMES.items()}
-    # One prediction pass over the test split, in its order, for the confusion matrix and the grid:
-    # each further way of predicting (per batch, on an array) would trace the model again.
+    # One prediction pass over the test split, in its order, for the metrics, the confusion matrix
+    # and the grid: each further way of predicting (evaluate, per batch, on an array) would run
+    # the model over the split again and trace it again.
     predicted = model.predict(test, verbose=0)
-    truth = np.concatenate([targets["label"].numpy() for _, targets in test])
-    counts = confusion_matrix(truth, np.argmax(predicted["label"], axis=-1), len(snapshot.class_names))
+    truth = {head: np.concatenate([targets[head].numpy() for _, targets in test]) for head in HEAD_METRICS}
+    metrics = metrics_from_predictions(model, truth, predicted)
+    counts = confusion_matrix(truth["label"], np.argmax(predicted["label"], axis=-1), len(snapshot.class_names))
     per_class = per_class_accuracy(counts, snapshot.class_names)
     metrics_path = atomic.write_json(out_dir / "metrics.json", {
         **metrics, "per_class_accuracy": per_class,
@@ -54,6 +55,19 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
         metrics=metrics, per_class_accuracy=per_class, metrics_path=str(metrics_path), curves_path=curves,
         predictions_path=str(predictions), confusion_path=str(confusion), fingerprint=hash_file(metrics_path),
     )
+
+
+def metrics_from_predictions(model: keras.Model, truth: dict[str, np.ndarray],
+                             predicted: dict[str, np.ndarray]) -> dict[str, float]:
+    """What `model.evaluate` reports (`METRIC_NAMES`), from predictions already made: the compiled
+    losses and metrics once over the whole split, so each is a mean over its images. Keras'
+    `evaluate` gives the same loss and metrics (it weights each batch by its size), but its
+    per-head losses are plain means of batch means, off when the last batch is short."""
+    model.reset_metrics()
+    y_pred = {head: keras.ops.convert_to_tensor(value) for head, value in predicted.items()}
+    loss = model.compute_loss(y=truth, y_pred=y_pred, training=False)
+    logs = {**model.compute_metrics(None, truth, y_pred), "loss": loss}
+    return {ours: round(float(logs[keras_name]), 6) for keras_name, ours in METRIC_NAMES.items()}
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
