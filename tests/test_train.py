@@ -1,10 +1,13 @@
 """Training on tiny data: resume after a crash (BackupAndRestore, DWA state included) and NaN handling."""
 
+import contextlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -36,18 +39,29 @@ def _dwa_label_weight(first_two: list[dict], cfg) -> float:
     return float(2 * exps[0] / exps.sum() * cfg.label_loss_weight)
 
 
-def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state(inputs, tmp_path, monkeypatch,
-                                                                                 capsys):
+@pytest.fixture(scope="module")
+def straight_run(inputs, tmp_path_factory):
+    """The default model trained 3 epochs without a crash (DWA, weights' moving average): the
+    trained model, its config, its progress reports and what it printed."""
     model_ref, snapshot, cfg = inputs
     train_cfg = cfg.train.model_copy(update={"epochs": 3, "weighting": "dwa", "ema_momentum": 0.9})
     percents: list[float] = []
-    trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path / "straight", on_progress=percents.append)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        trained = train_module.train(model_ref, snapshot, train_cfg, tmp_path_factory.mktemp("straight"),
+                                     on_progress=percents.append)
+    return trained, train_cfg, percents, printed.getvalue()
+
+
+def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state(inputs, straight_run, tmp_path,
+                                                                                 monkeypatch):
+    model_ref, snapshot, _ = inputs
+    trained, train_cfg, percents, printed = straight_run
     assert percents == [33.3, 66.7, 100.0]
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch ")]
+    lines = [line for line in printed.splitlines() if line.startswith("Epoch ")]
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]  # one compact line per epoch
     assert all(re.fullmatch(r"Epoch \d/3  [\d.]+s  loss [\d.]+  val_acc [\d.]+  val_iou [\d.]+  lr [\d.e+-]+", line)
                for line in lines), lines
-    straight = read_history(tmp_path / "straight" / "history.json")
+    straight = read_history(trained.history_path)
     assert all({"label_weight", "box_weight"} <= set(row) for row in straight)
     assert abs(straight[2]["label_weight"] - 1.0) > 1e-3  # epoch 3 is weighted by the losses of epochs 1 and 2
     assert straight[2]["label_weight"] == pytest.approx(_dwa_label_weight(straight[:2], train_cfg), rel=1e-5)
@@ -157,12 +171,13 @@ def test_progress_follows_the_time_budget_when_it_ends_first(tmp_path):
     assert percents[-1] == 25.0  # by epochs: 1 of 4
 
 
-def test_with_ema_the_kept_model_is_the_validated_average(inputs, tmp_path):
+def test_with_ema_the_kept_model_is_the_validated_average(inputs, straight_run):
     """Validation scores the weights' moving average, and the checkpoint keeps what it scored (with
     Keras' `SwapEMAWeights()` alone, validation would see the average and the checkpoint the weights)."""
-    model_ref, snapshot, cfg = inputs
-    trained = train_module.train(model_ref, snapshot, cfg.train.model_copy(update={"epochs": 2, "ema_momentum": 0.9}),
-                                 tmp_path)
+    _, snapshot, _ = inputs
+    trained, train_cfg, _, _ = straight_run
+    assert train_cfg.ema_momentum > 0
     best = read_history(trained.history_path)[trained.best_epoch - 1]
-    kept = load(tmp_path / "best.keras").evaluate(make_dataset(snapshot, "validation", 16), return_dict=True, verbose=0)
+    kept = load(Path(trained.run_dir) / "best.keras").evaluate(make_dataset(snapshot, "validation", 16),
+                                                                return_dict=True, verbose=0)
     assert kept["loss"] == pytest.approx(best["val_loss"], rel=1e-4)
