@@ -125,22 +125,37 @@ def module_workspace(tmp_path_factory, empty_store) -> Path:
         yield home
 
 
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    """A tiny snapshot and the default preset's initial model, for the library's `train`."""
+def training_inputs(cfg: RunConfig, home: Path):
+    """A snapshot of `cfg.data` and `cfg.model`'s initial model, saved under `home`, as the
+    library's `train` takes them (`ModelRef`, `SnapshotRef`)."""
     from multitask.datasets import catalog
     from multitask.fingerprint import hash_file
     from multitask.model import build_model
     from multitask.pipeline import build_snapshot
     from multitask.records import ModelRef
 
+    snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, home / "snapshot")
+    model = build_model(cfg.model, len(snapshot.class_names), snapshot.image_size)
+    path = home / "initial.keras"
+    model.save(path)
+    return ModelRef(path=str(path), preset=cfg.model.preset, params=model.count_params(),
+                    fingerprint=hash_file(path)), snapshot
+
+
+def _module_inputs(tmp_path_factory, cfg: RunConfig):
     home = tmp_path_factory.mktemp("ws")
-    cfg = tiny_config(DEFAULT_MODEL)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MULTITASK_HOME", str(home))
-        snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, home / "snapshot")
-        model = build_model(cfg.model, 10, cfg.data.image_size)
-        path = home / "initial.keras"
-        model.save(path)
-        ref = ModelRef(path=str(path), preset="default", params=model.count_params(), fingerprint=hash_file(path))
-        yield ref, snapshot, cfg
+        yield (*training_inputs(cfg, home), cfg)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A tiny snapshot and the default preset's initial model, for the library's `train`."""
+    yield from _module_inputs(tmp_path_factory, tiny_config(DEFAULT_MODEL))
+
+
+@pytest.fixture(scope="module")
+def seed_inputs(tmp_path_factory):
+    """As `inputs`, with the small `seed` model, where the model does not matter (its graph traces faster)."""
+    yield from _module_inputs(tmp_path_factory, tiny_config())

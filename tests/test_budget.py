@@ -9,16 +9,12 @@ import tensorflow as tf
 
 from multitask import train as train_module
 from multitask.config import ModelConfig, load_config
-from multitask.datasets import catalog
 from multitask.datasets.export import write_folder
-from multitask.fingerprint import hash_file
 from multitask.heads import SoftArgmaxBox, WherePool
 from multitask.model import build_model, load
-from multitask.pipeline import build_snapshot
-from multitask.records import ModelRef
 from multitask.train import read_history
 
-from conftest import DEFAULT_MODEL, tiny_config
+from conftest import DEFAULT_MODEL, tiny_config, training_inputs
 
 
 def test_an_untrained_box_head_starts_wide():
@@ -110,18 +106,14 @@ def test_the_box_head_starts_on_glyphs_over_photographs(tmp_path, monkeypatch):
     monkeypatch.setenv("MULTITASK_HOME", str(tmp_path / "ws"))
     folder = write_folder(tmp_path / "photo", 120, style="photo")
     cfg = tiny_config(DEFAULT_MODEL, f'data.dataset="folder:{folder}"', "train.epochs=3", "train.batch_size=8")
-    snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, tmp_path / "snapshot")
-    initial = build_model(cfg.model, 10, cfg.data.image_size)
-    initial.save(tmp_path / "initial.keras")
-    ref = ModelRef(path=str(tmp_path / "initial.keras"), preset="default", params=initial.count_params(),
-                   fingerprint=hash_file(tmp_path / "initial.keras"))
+    ref, snapshot = training_inputs(cfg, tmp_path)
     trained = train_module.train(ref, snapshot, cfg.train, tmp_path / "run")
     ious = [row["box_mean_iou"] for row in read_history(trained.history_path)]
     assert min(ious) > 0.05 and ious[-1] > ious[0]
 
 
-def test_a_plateau_stops_training_and_keeps_the_best_epoch(inputs, tmp_path, monkeypatch):
-    model_ref, snapshot, cfg = inputs
+def test_a_plateau_stops_training_and_keeps_the_best_epoch(seed_inputs, tmp_path, monkeypatch):
+    model_ref, snapshot, cfg = seed_inputs
 
     def worse_every_epoch(self, epoch, logs=None):  # a validation score that only falls
         logs[train_module.SCORE] = -float(epoch)
@@ -160,8 +152,8 @@ def test_training_stops_when_no_more_validation_images_come_right(tmp_path, iou7
     assert (epoch + 1, budget.reason) == stopped and log.best_epoch() == epoch + 1
 
 
-def test_the_time_budget_stops_before_another_epoch(inputs, tmp_path):
-    model_ref, snapshot, cfg = inputs
+def test_the_time_budget_stops_before_another_epoch(seed_inputs, tmp_path):
+    model_ref, snapshot, cfg = seed_inputs
     budget = cfg.train.model_copy(update={"epochs": 10, "max_minutes": 0.001})
     trained = train_module.train(model_ref, snapshot, budget, tmp_path)
     assert (trained.epochs, trained.stop_reason) == (1, "time_budget")
