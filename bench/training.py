@@ -8,10 +8,9 @@ from pathlib import Path
 
 from multitask.config import DataConfig, RunConfig
 from multitask.datasets import catalog
-from multitask.fingerprint import hash_file
-from multitask.model import build_model
+from multitask.model import save_initial
 from multitask.pipeline import build_snapshot
-from multitask.records import ModelRef, SnapshotRef, TrainedModelRef
+from multitask.records import SnapshotRef, TrainedModelRef
 from multitask.train import train
 
 
@@ -28,8 +27,6 @@ def snapshot_of(workdir: Path, name: str, data: DataConfig) -> SnapshotRef:
 
 def train_once(snapshot: SnapshotRef, cfg: RunConfig, workdir: Path) -> TrainedModelRef:
     """Build `cfg`'s model for `snapshot` and train it in a fresh folder of `workdir`."""
-    model = build_model(cfg.model, len(snapshot.class_names), snapshot.image_size)
-    path = Path(tempfile.mkdtemp(dir=workdir)) / "initial.keras"
-    model.save(path)
-    ref = ModelRef(path=str(path), preset=cfg.model.preset, params=model.count_params(), fingerprint=hash_file(path))
+    ref = save_initial(cfg.model, len(snapshot.class_names), snapshot.image_size,
+                       Path(tempfile.mkdtemp(dir=workdir)) / "initial.keras")
     return train(ref, snapshot, cfg.train, Path(tempfile.mkdtemp(dir=workdir)))

@@ -5,9 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from multitask import atomic
 from multitask.config import ModelConfig, TrainConfig
-from multitask.fingerprint import hash_file
 from multitask.records import ModelRef, SnapshotRef, TrainedModelRef
 from tasks import retries
 from tasks.caching import output_dir
@@ -15,13 +13,10 @@ from tasks.caching import output_dir
 
 @task(name="build_model", result_serializer="json")
 def build_model(model: ModelConfig, num_classes: int, image_size: int) -> ModelRef:
-    from multitask.model import build_model as make_model
+    from multitask.model import save_initial
 
-    keras_model = make_model(model, num_classes, image_size)
-    path = output_dir("build_model", model=model, num_classes=num_classes, image_size=image_size) / "initial.keras"
-    atomic.write_with(path, keras_model.save)
-    return ModelRef(path=str(path), preset=model.preset, params=keras_model.count_params(),
-                    fingerprint=hash_file(path))
+    folder = output_dir("build_model", model=model, num_classes=num_classes, image_size=image_size)
+    return save_initial(model, num_classes, image_size, folder / "initial.keras")
 
 
 @task(name="train_model", result_serializer="json", **retries.TRAINING)

@@ -129,17 +129,11 @@ def training_inputs(cfg: RunConfig, home: Path):
     """A snapshot of `cfg.data` and `cfg.model`'s initial model, saved under `home`, as the
     library's `train` takes them (`ModelRef`, `SnapshotRef`)."""
     from multitask.datasets import catalog
-    from multitask.fingerprint import hash_file
-    from multitask.model import build_model
+    from multitask.model import save_initial
     from multitask.pipeline import build_snapshot
-    from multitask.records import ModelRef
 
     snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, home / "snapshot")
-    model = build_model(cfg.model, len(snapshot.class_names), snapshot.image_size)
-    path = home / "initial.keras"
-    model.save(path)
-    return ModelRef(path=str(path), preset=cfg.model.preset, params=model.count_params(),
-                    fingerprint=hash_file(path)), snapshot
+    return save_initial(cfg.model, len(snapshot.class_names), snapshot.image_size, home / "initial.keras"), snapshot
 
 
 def _module_inputs(tmp_path_factory, cfg: RunConfig):

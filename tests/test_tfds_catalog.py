@@ -135,8 +135,7 @@ def _tiny_source(path) -> str:
 @pytest.mark.slow
 def test_a_tfds_dataset_is_downloaded_prepared_and_trained_on(workspace, tmp_path, monkeypatch):
     from multitask.datasets import spec, tfds_catalog
-    from multitask.model import build_model
-    from multitask.records import ModelRef
+    from multitask.model import save_initial
     from multitask.train import train
 
     from conftest import tiny_config
@@ -151,10 +150,7 @@ def test_a_tfds_dataset_is_downloaded_prepared_and_trained_on(workspace, tmp_pat
     assert ref.class_names == ["left", "right"] and ref.path.startswith(str(tmp_path / "tfds" / "tiny_boxes"))
     snapshot = build_snapshot(ref, config.data, workspace / "snap")
     assert snapshot.splits == {"train": 7, "validation": 1, "test": 4}  # validation: the last 10% of train
-    initial = build_model(config.model, ref.num_classes, 24)
-    initial.save(workspace / "initial.keras")
-    model_ref = ModelRef(path=str(workspace / "initial.keras"), preset="default", params=initial.count_params(),
-                         fingerprint="initial")
+    model_ref = save_initial(config.model, ref.num_classes, 24, workspace / "initial.keras")
     trained = train(model_ref, snapshot, config.train, workspace / "run")
     assert trained.epochs == 1 and (workspace / "run" / "model.keras").is_file()
     assert catalog.prepare(config.data).fingerprint == ref.fingerprint  # prepared once, then reused

@@ -116,17 +116,13 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from multitask import train as train_module
 from multitask.config import load_config
 from multitask.datasets import catalog
-from multitask.fingerprint import hash_file
-from multitask.model import build_model
+from multitask.model import save_initial
 from multitask.pipeline import build_snapshot
-from multitask.records import ModelRef
 from multitask.train import read_history, strategy
 
 cfg, out = load_config("default", sets=json.loads(sys.argv[1])), Path(sys.argv[2])
 snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, out / "snapshot")
-build_model(cfg.model, 10, cfg.data.image_size).save(out / "initial.keras")
-ref = ModelRef(path=str(out / "initial.keras"), preset=cfg.model.preset, params=0,
-               fingerprint=hash_file(out / "initial.keras"))
+ref = save_initial(cfg.model, 10, cfg.data.image_size, out / "initial.keras")
 result = {"replicas": strategy("mirrored").num_replicas_in_sync}
 for kind in ("none", "mirrored"):
     trained = train_module.train(ref, snapshot, cfg.train.model_copy(update={"distribute": kind}), out / kind)

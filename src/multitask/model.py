@@ -19,14 +19,17 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from multitask import atomic
 from multitask.backbones import BACKBONES, pretrained_model
 from multitask.config import ModelConfig, TrainConfig, image_size_problem
 from multitask.errors import ConfigError
+from multitask.fingerprint import hash_file
 from multitask.heads import BOX_PRIOR, BoxAlign, SoftArgmaxBox, WherePool, conv_bn
 from multitask.losses import box_loss
 from multitask.metrics import BoxIoUAbove, MeanBoxIoU
 from multitask.optimizer import FusedAdam
 from multitask.precision import resolve
+from multitask.records import ModelRef
 from multitask.weighting import WHERE, WeightedMultiTask, with_weighting, without_where
 
 
@@ -153,6 +156,13 @@ def build_model(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Mo
     keras.utils.set_random_seed(cfg.seed)
     with _own_initializer_seeds(cfg.seed):
         return _build(cfg, num_classes, image_size)
+
+
+def save_initial(cfg: ModelConfig, num_classes: int, image_size: int, path: Path) -> ModelRef:
+    """Build `cfg`'s model and save it to `path` (whole or not at all): what a training starts from."""
+    model = build_model(cfg, num_classes, image_size)
+    atomic.write_with(path, model.save)
+    return ModelRef(path=str(path), preset=cfg.preset, params=model.count_params(), fingerprint=hash_file(path))
 
 
 def _build(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Model:
