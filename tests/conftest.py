@@ -76,10 +76,10 @@ def tiny_config(*sets: str, preset: str = "default") -> RunConfig:
 
 
 def pytest_collection_modifyitems(items):
-    """A test that runs a flow (it needs the Prefect server) or trains on a snapshot (`inputs`) is
-    `slow`: `make test-fast` leaves it out. Others that train mark themselves."""
+    """A test that runs a flow (it needs the Prefect server) or trains on a snapshot (`inputs`,
+    `seed_inputs`) is `slow`: `make test-fast` leaves it out. Others that train mark themselves."""
     for item in items:
-        if {"prefect_server", "inputs"} & set(getattr(item, "fixturenames", ())):
+        if {"prefect_server", "inputs", "seed_inputs"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 
