@@ -289,10 +289,15 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
     budget = Budget(log, cfg.early_stopping_patience, cfg.max_minutes, snapshot.splits["validation"])
     steps_per_epoch = math.ceil(snapshot.splits["train"] / cfg.batch_size)
 
-    def fit(model_path: Path | str, phase: TrainConfig, first: int, last: int, backup: str,
+    distribution = strategy(cfg.distribute)  # one for both phases: their model's variables live in it
+
+    def opened(model_path: Path | str) -> keras.Model:
+        with distribution.scope():
+            return load(model_path, compile=False)
+
+    def fit(model: keras.Model, phase: TrainConfig, first: int, last: int, backup: str,
             train_backbone: bool = True) -> keras.Model:
-        with strategy(cfg.distribute).scope():
-            model = load(model_path, compile=False)
+        with distribution.scope():
             if (net := _backbone(model)) is not None:
                 net.trainable = train_backbone
             model = compile_model(model, phase, steps_per_epoch)
@@ -302,17 +307,18 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
 
     freeze = min(cfg.freeze_epochs, cfg.epochs - 1) if model_ref.preset in BACKBONES else 0
     if not freeze:
-        trained = fit(model_ref.path, cfg, 0, cfg.epochs, "backup")
+        trained = fit(opened(model_ref.path), cfg, 0, cfg.epochs, "backup")
         where_cfg = cfg if WHERE in trained.output_names else None
         return _finish(run_dir, log, budget.reason, snapshot.splits["train"], where_cfg)
+    frozen = None  # the first phase's model, in memory when this attempt trained it
     if not (run_dir / FROZEN).exists():
         heads_only = cfg.model_copy(update={"epochs": freeze})
-        frozen = fit(model_ref.path, heads_only, 0, freeze, "backup-frozen", train_backbone=False)
+        frozen = fit(opened(model_ref.path), heads_only, 0, freeze, "backup-frozen", train_backbone=False)
         atomic.write_with(run_dir / FROZEN, frozen.save)
     if budget.reason == MAX_EPOCHS:
         rate = cfg.learning_rate * cfg.finetune_learning_rate_factor
         fine_tune = cfg.model_copy(update={"learning_rate": rate, "epochs": cfg.epochs - freeze})
-        fit(run_dir / FROZEN, fine_tune, freeze, cfg.epochs, "backup")
+        fit(frozen if frozen is not None else opened(run_dir / FROZEN), fine_tune, freeze, cfg.epochs, "backup")
     return _finish(run_dir, log, budget.reason, snapshot.splits["train"])  # pretrained heads have no where map
 
 
