@@ -77,10 +77,29 @@ def tiny_config(*sets: str, preset: str = "default") -> RunConfig:
 
 def pytest_collection_modifyitems(items):
     """A test that runs a flow (it needs the Prefect server) or trains on a snapshot (`inputs`,
-    `seed_inputs`) is `slow`: `make test-fast` leaves it out. Others that train mark themselves."""
+    `seed_inputs`) is `slow`: `make test-fast` leaves it out. Others that train mark themselves.
+
+    Then the files are put heaviest first (`_heaviest_files_first`)."""
     for item in items:
         if {"prefect_server", "inputs", "seed_inputs"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    _heaviest_files_first(items)
+
+
+def _heaviest_files_first(items) -> None:
+    """Order the files by how many `server` tests they hold, then `slow` ones, then tests of any kind.
+
+    `--dist loadfile` hands whole files to the workers in this order (the Makefile passes
+    `--no-loadscope-reorder`, or xdist would order them by test count alone). A long file handed
+    out last keeps one worker busy while the other has nothing left: started first, it overlaps
+    with the short ones. Within a file the order stays as written (the sort is stable).
+    """
+    weight: dict[Path, tuple[int, int, int]] = {}
+    for item in items:
+        server, slow, count = weight.get(item.path, (0, 0, 0))
+        weight[item.path] = (server + bool(item.get_closest_marker("server")),
+                             slow + bool(item.get_closest_marker("slow")), count + 1)
+    items.sort(key=lambda item: tuple(-n for n in weight[item.path]))
 
 
 @pytest.fixture(scope="session")
