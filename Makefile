@@ -7,6 +7,8 @@ ARGS ?=
 PYTEST_ARGS ?=
 # Test processes: each runs whole files, so module fixtures stay in one process (0: all in this one).
 TEST_WORKERS ?= 2
+# Files in the order tests/conftest.py gives them (heaviest first), not xdist's (by test count).
+XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: install train lint test test-fast bench quality clean
 
@@ -30,11 +32,11 @@ lint: $(STAMP)
 
 ## The whole test suite (tiny datasets, Prefect under its test harness), TEST_WORKERS processes
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 ## The unit tier: no training, no flow run (under a minute)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 ## Benchmarks P0-P8: bench/results/<host>-<date>.json and docs/benchmarks.md (hours on 2 cores, most of it
 ## P6's twelve trainings; ARGS="--p6-from FILE" takes P6 from an earlier run, ARGS="--only P6" measures one figure alone)
