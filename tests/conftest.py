@@ -102,6 +102,31 @@ def _heaviest_files_first(items) -> None:
     items.sort(key=lambda item: tuple(-n for n in weight[item.path]))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _eager_steps():
+    """Keras' train, test and predict steps run eagerly in the test processes: on tens of images,
+    tracing the default model's train step costs about 8 s and running its few batches eagerly
+    about 2 s, with the same numbers. Tests marked `graph` compile the steps, as the product does
+    (`_graph_when_marked`); so does every test that trains in a process of its own (the CLI as a
+    subprocess, Dask workers, the team stack's worker, the crash and two-device tests).
+
+    Session-wide, so module fixtures that train run eagerly too; TensorFlow is imported here, in
+    the workers, not when xdist's controller reads this file."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+
+
+@pytest.fixture(autouse=True)
+def _graph_when_marked(request, _eager_steps):
+    """A test marked `graph` runs Keras' steps as compiled graphs; the others run them eagerly."""
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(request.node.get_closest_marker("graph") is None)
+    yield
+    tf.config.run_functions_eagerly(True)
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     from prefect.testing.utilities import prefect_test_harness

@@ -189,6 +189,7 @@ def _count_traces(model: keras.Model) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.graph  # compiled, as the product runs
 @pytest.mark.parametrize("weighting", ["fixed", "dwa"])
 def test_each_step_is_traced_once_in_training_and_after_loading(weighting, tmp_path):
     """A variable created inside a step's first trace (Keras builds a metric named by a string,
