@@ -59,6 +59,7 @@ def test_imagenet_weights_offline_say_which_file_and_where(monkeypatch, tmp_path
         build_model(ModelConfig(preset="mobilenet_v3_small"), 3, 32)
 
 
+@pytest.mark.graph  # a compiled train step is what could keep the backbone frozen after phase 1
 def test_cli_trains_a_pretrained_preset_frozen_first_then_fine_tuned(prefect_server, workspace, monkeypatch):
     """Two phases through the CLI: heads alone (the backbone's weights do not move), then all layers."""
     seen = []
