@@ -104,9 +104,9 @@ def _heaviest_files_first(items) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _eager_steps():
-    """Keras' train, test and predict steps run eagerly in the test processes: on tens of images,
-    tracing the default model's train step costs about 8 s and running its few batches eagerly
-    about 2 s, with the same numbers. Tests marked `graph` compile the steps, as the product does
+    """Keras' train, test and predict steps run eagerly in the test processes: a `TINY` training
+    of the default model took 11 s compiled, most of it tracing, and 4-5 s eager, with the same
+    numbers (docs/benchmarks.md, stop 40). Tests marked `graph` compile the steps, as the product does
     (`_graph_when_marked`); so does every test that trains in a process of its own (the CLI as a
     subprocess, Dask workers, the team stack's worker, the crash and two-device tests).
 
