@@ -1,0 +1,109 @@
+"""The test suite's time against issue 13's goal, measured on this machine.
+
+Issue 13 set the goal on the planners' 2-core machine: the suite of its day (159 tests at commit
+0d60fe8, one process, as `make test` ran it then) took 517 s there, and the suite must take under
+300 s, its unit tier under 60 s. Machines of this kind differ up to 3x in speed, so this runs that
+suite and today's tiers back to back here, with the seed script's images/s before and after, and
+scales each time to that machine: time here x 517 s / the old suite's time here.
+
+    python bench/suite_time.py [--no-server] [--reference 0d60fe8]
+
+Writes bench/results/suite-<host>-<date>.json and prints a table (30-40 minutes on a slow hour).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from quality import seed_script_images_per_second
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+REFERENCE_SECONDS = 517.0  # the issue-day suite on the planners' machine (issue 13)
+PYTEST = "-q -p no:cacheprovider"
+# name: (make target, extra pytest arguments, goal in seconds on the planners' machine or None)
+TIERS = {
+    "not server": ("test", '-m "not server"', 300.0),
+    "fast": ("test-fast", "", 60.0),
+    "server": ("test", "-m server", None),  # their own budget (issue 13), reported
+}
+
+
+def pytest_seconds(output: str) -> tuple[float, str]:
+    """Pytest's own time and its summary line (`269 passed, 6 warnings in 506.83s`)."""
+    found = [match for line in output.splitlines() if (match := re.search(r"^=* ?(.+ in ([\d.]+)s)", line))]
+    if not found:
+        raise SystemExit("pytest printed no summary line; its output ended with:\n" + output[-3000:])
+    return float(found[-1].group(2)), found[-1].group(1).rstrip("= ")
+
+
+def timed(args: list[str], cwd: Path, env: dict | None = None) -> dict:
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    seconds, summary = pytest_seconds(done.stdout)
+    return {"seconds": seconds, "wall_seconds": round(wall, 1), "summary": summary, "returncode": done.returncode}
+
+
+def reference_suite(commit: str) -> dict:
+    """The suite at `commit`, from a copy of that tree, in one process with this environment's packages."""
+    tree = Path(tempfile.mkdtemp(prefix="multitask-reference-"))
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    env = {**os.environ, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
+    return timed([sys.executable, "-m", "pytest", *PYTEST.split()], tree, env)
+
+
+def tier(name: str) -> dict:
+    target, extra, _ = TIERS[name]
+    return timed(["make", "--no-print-directory", target, f"PYTEST_ARGS={PYTEST} {extra}"], ROOT)
+
+
+def report(result: dict) -> str:
+    old = result["reference"]["seconds"]
+    rows = [f"reference suite ({result['reference_commit']}): {old:.1f} s here, {REFERENCE_SECONDS:.0f} s there"]
+    for name, run in result["tiers"].items():
+        goal = TIERS[name][2]
+        verdict = "own budget" if goal is None else ("met" if run["on_reference_machine"] < goal else "not met")
+        verdict = "tests failed" if run["returncode"] else verdict
+        rows.append(f"{name}: {run['seconds']:.1f} s here, {run['on_reference_machine']:.1f} s on the planners' "
+                    f"machine (goal {goal or '-'}: {verdict}); {run['summary']}")
+    speeds = result["seed_script_images_per_second"]
+    rows.append(f"seed script: {speeds[0]} img/s before, {speeds[1]} after")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", default="0d60fe8", help="the issue-day commit whose suite took 517 s")
+    parser.add_argument("--no-server", action="store_true", help="leave out the server tier (about 400 s here)")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="multitask-suite-time-"))
+    speeds = [seed_script_images_per_second(workdir)]
+    reference = reference_suite(args.reference)
+    names = [name for name in TIERS if not (args.no_server and name == "server")]
+    tiers = {name: tier(name) for name in names}
+    speeds.append(seed_script_images_per_second(workdir))
+    for run in tiers.values():
+        run["on_reference_machine"] = round(run["seconds"] * REFERENCE_SECONDS / reference["seconds"], 1)
+    date = datetime.date.today().isoformat()
+    result = {"date": date, "host": platform.node(), "reference_commit": args.reference, "reference": reference,
+              "tiers": tiers, "seed_script_images_per_second": speeds}
+    out = RESULTS / f"suite-{platform.node()}-{date}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(report(result))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
