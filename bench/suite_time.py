@@ -8,7 +8,8 @@ scales each time to that machine: time here x 517 s / the old suite's time here.
 
     python bench/suite_time.py [--no-server] [--reference 0d60fe8]
 
-Writes bench/results/suite-<host>-<date>.json and prints a table (30-40 minutes on a slow hour).
+Writes bench/results/suite-<host>-<start>.json (each run's output stays in a temporary folder the
+JSON names) and prints a summary: 30-40 minutes on a slow hour.
 """
 
 from __future__ import annotations
@@ -47,31 +48,38 @@ def pytest_seconds(output: str) -> tuple[float, str]:
     return float(found[-1].group(2)), found[-1].group(1).rstrip("= ")
 
 
-def timed(args: list[str], cwd: Path, env: dict | None = None) -> dict:
+def timed(args: list[str], cwd: Path, log: Path, env: dict | None = None) -> dict:
+    """Runs one pytest command; its output goes to `log`, its failed tests into the record."""
     started = time.perf_counter()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
+    log.write_text(done.stdout + done.stderr)
     seconds, summary = pytest_seconds(done.stdout)
-    return {"seconds": seconds, "wall_seconds": round(wall, 1), "summary": summary, "returncode": done.returncode}
+    failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    return {"seconds": seconds, "wall_seconds": round(wall, 1), "summary": summary, "returncode": done.returncode,
+            "failed": failed, "log": str(log)}
 
 
-def reference_suite(commit: str) -> dict:
+def reference_suite(commit: str, workdir: Path) -> dict:
     """The suite at `commit`, from a copy of that tree, in one process with this environment's packages."""
-    tree = Path(tempfile.mkdtemp(prefix="multitask-reference-"))
+    tree = workdir / "reference"
+    tree.mkdir()
     archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     env = {**os.environ, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
-    return timed([sys.executable, "-m", "pytest", *PYTEST.split()], tree, env)
+    return timed([sys.executable, "-m", "pytest", *PYTEST.split()], tree, workdir / "reference.log", env)
 
 
-def tier(name: str) -> dict:
+def tier(name: str, workdir: Path) -> dict:
     target, extra, _ = TIERS[name]
-    return timed(["make", "--no-print-directory", target, f"PYTEST_ARGS={PYTEST} {extra}"], ROOT)
+    log = workdir / f"{name.replace(' ', '-')}.log"
+    return timed(["make", "--no-print-directory", target, f"PYTEST_ARGS={PYTEST} {extra}"], ROOT, log)
 
 
 def report(result: dict) -> str:
     old = result["reference"]["seconds"]
-    rows = [f"reference suite ({result['reference_commit']}): {old:.1f} s here, {REFERENCE_SECONDS:.0f} s there"]
+    rows = [f"reference suite ({result['reference_commit']}): {old:.1f} s here, {REFERENCE_SECONDS:.0f} s there; "
+            f"{result['reference']['summary']}"]
     for name, run in result["tiers"].items():
         goal = TIERS[name][2]
         verdict = "own budget" if goal is None else ("met" if run["on_reference_machine"] < goal else "not met")
@@ -89,17 +97,17 @@ def main() -> None:
     parser.add_argument("--no-server", action="store_true", help="leave out the server tier (about 400 s here)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="multitask-suite-time-"))
+    started = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
     speeds = [seed_script_images_per_second(workdir)]
-    reference = reference_suite(args.reference)
+    reference = reference_suite(args.reference, workdir)
     names = [name for name in TIERS if not (args.no_server and name == "server")]
-    tiers = {name: tier(name) for name in names}
+    tiers = {name: tier(name, workdir) for name in names}
     speeds.append(seed_script_images_per_second(workdir))
     for run in tiers.values():
         run["on_reference_machine"] = round(run["seconds"] * REFERENCE_SECONDS / reference["seconds"], 1)
-    date = datetime.date.today().isoformat()
-    result = {"date": date, "host": platform.node(), "reference_commit": args.reference, "reference": reference,
+    result = {"started": started, "host": platform.node(), "reference_commit": args.reference, "reference": reference,
               "tiers": tiers, "seed_script_images_per_second": speeds}
-    out = RESULTS / f"suite-{platform.node()}-{date}.json"
+    out = RESULTS / f"suite-{platform.node()}-{started}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(report(result))
     print(f"wrote {out}")
