@@ -50,6 +50,8 @@ def pytest_seconds(output: str) -> tuple[float, str]:
 
 def timed(args: list[str], cwd: Path, log: Path, env: dict | None = None) -> dict:
     """Runs one pytest command; its output goes to `log`, its failed tests into the record."""
+    # PWD too: prefect.yaml's pull step runs flows in `$PWD`, which a child's `cwd` does not change
+    env = {**(env or os.environ), "PWD": str(cwd)}
     started = time.perf_counter()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - started
