@@ -64,9 +64,12 @@ def tiny_parameters(*sets: str) -> dict:
 
 
 def run_prefect(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    """A `prefect` command as a user would type it, from the repository root; must succeed."""
-    done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    """A `prefect` command as a user would type it, from the repository root; must succeed.
+
+    `PWD` too, as a shell sets it: prefect.yaml's pull step runs flows in `{{ $PWD }}`, and a child's
+    `cwd` does not change the variable it inherits (pytest started from another folder deployed that one)."""
+    done = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=ROOT, env={**env, "PWD": str(ROOT)},
+                          capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
