@@ -6,6 +6,7 @@ Each test would fail if its promise in docs/reliability.md broke.
 import errno
 import os
 import sqlite3
+import threading
 from pathlib import Path
 
 import keras
@@ -16,9 +17,9 @@ from typer.testing import CliRunner
 from cli import app
 from flows.data import data_flow
 from flows.train import train_flow
-from multitask import pipeline, registry
+from multitask import pipeline, registry, workspace
 from multitask.datasets.export import write_folder
-from multitask.errors import UserError
+from multitask.errors import UserError, WorkspaceError
 from tasks import register as register_tasks
 
 from conftest import DATA_STEPS, TINY, tiny_config, versions
@@ -135,6 +136,25 @@ def test_unwritable_workspace_is_one_clear_line(monkeypatch, tmp_path):
     result = CliRunner().invoke(app, ["train", *(a for item in TINY for a in ("--set", item))])
     assert result.exit_code == 2
     assert result.stderr.strip() == f"error: workspace {blocker / 'workspace'} is not writable: Not a directory"
+
+
+def test_runs_checking_one_workspace_at_once_all_find_it_writable(tmp_path):
+    """Runs started together check the workspace at the same moment (docs/reliability.md)."""
+    failures = []
+
+    def check():
+        for _ in range(200):
+            try:
+                workspace.ensure(tmp_path)
+            except WorkspaceError as exc:
+                failures.append(str(exc))
+
+    threads = [threading.Thread(target=check) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == [] and list(tmp_path.iterdir()) == []
 
 
 def test_disk_full_is_one_clear_line(baseline, monkeypatch):

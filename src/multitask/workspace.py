@@ -16,13 +16,15 @@ def root() -> Path:
 
 
 def ensure(path: Path | None = None) -> Path:
-    """Create a workspace folder (default: the root) and check that it is writable."""
+    """Create a workspace folder (default: the root) and check that it is writable.
+
+    The probe file has a name of its own in each call: runs started together check one workspace at
+    the same moment, and with one shared name one run removed the file the other was about to."""
     path = path or root()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-probe"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-probe-"):
+            pass
     except OSError as exc:
         raise WorkspaceError(f"workspace {path} is not writable: {exc.strerror or exc}") from exc
     return path
