@@ -74,6 +74,12 @@ def run_prefect(env: dict[str, str], *args: str, timeout: float = 300) -> subpro
     return done
 
 
+def no_retry_waits(monkeypatch, *steps) -> None:
+    """`steps` (Prefect tasks) retry at once instead of after about 2, 4, 8 s: tests count attempts."""
+    for step in steps:
+        monkeypatch.setattr(step, "retry_delay_seconds", 0)
+
+
 def tiny_config(*sets: str, preset: str = "default") -> RunConfig:
     """A config that trains in seconds (`TINY`); `sets` come after it, so they can override it."""
     return load_config(preset, sets=[*TINY, *sets])

@@ -20,9 +20,10 @@ from flows.train import train_flow
 from multitask import pipeline, registry, workspace
 from multitask.datasets.export import write_folder
 from multitask.errors import UserError, WorkspaceError
+from tasks import data as data_tasks
 from tasks import register as register_tasks
 
-from conftest import DATA_STEPS, TINY, tiny_config, versions
+from conftest import DATA_STEPS, TINY, no_retry_waits, tiny_config, versions
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,7 @@ def _flaky(monkeypatch, module, attribute, exc, times):
 
 
 def test_transient_faults_in_snapshot_and_registry_are_retried(baseline, monkeypatch):
+    no_retry_waits(monkeypatch, data_tasks.build_snapshot, register_tasks.register_model)
     snapshot_calls = _flaky(monkeypatch, pipeline, "build_snapshot", ConnectionError("nfs went away"), 2)
     register_calls = _flaky(monkeypatch, register_tasks.registry, "register",
                             sqlite3.OperationalError("database is locked"), 1)
@@ -117,7 +119,8 @@ def test_a_model_holding_python_code_is_refused(prefect_server, workspace):
 
     experiment = store.experiment_id(registry.client(), "sneaky")  # artifacts in the workspace, not ./mlruns
     with mlflow.start_run(experiment_id=experiment):
-        mlflow.keras.log_model(model, name="model", registered_model_name="sneaky")
+        # Requirements given: MLflow's inference loads the model in a subprocess (8 s of the test's 9).
+        mlflow.keras.log_model(model, name="model", registered_model_name="sneaky", pip_requirements=["keras"])
     registry.client().set_registered_model_alias("sneaky", "champion", "1")
     with pytest.raises(UserError, match="refused to load 'sneaky@champion'.*Lambda"):
         registry.load_model("sneaky@champion")

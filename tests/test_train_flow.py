@@ -20,8 +20,9 @@ from multitask import fingerprint, registry
 from multitask.datasets import catalog
 from multitask.errors import DataError
 from multitask.weighting import WeightedMultiTask
+from tasks.data import prepare_dataset
 
-from conftest import DATA_STEPS, DEFAULT_MODEL, TINY, tiny_config, versions
+from conftest import DATA_STEPS, DEFAULT_MODEL, TINY, no_retry_waits, tiny_config, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_STEPS = (*DATA_STEPS, "build_model", "train_model", "evaluate_model", "register_model")
@@ -155,6 +156,7 @@ def _fail_first_calls(monkeypatch, exc: Exception, times: int) -> list[int]:
 
 
 def test_transient_error_is_retried_and_the_flow_completes(baseline, monkeypatch):
+    no_retry_waits(monkeypatch, prepare_dataset)
     calls = _fail_first_calls(monkeypatch, OSError("disk hiccup"), times=1)
     result = data_flow(config=default_config("data.seed=2"))
     assert len(calls) == 2 and set(result["steps"].values()) == {"Completed"}
