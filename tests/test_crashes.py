@@ -46,15 +46,20 @@ def _child_env(home: Path) -> dict:
     return {**os.environ, "MULTITASK_HOME": str(home), "PREFECT_API_URL": PREFECT_API_URL.value()}
 
 
+def _wait_until(condition, children: list[subprocess.Popen], seconds: float = 180) -> None:
+    """Poll `condition` until it holds, every child has exited, or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while not condition() and any(child.poll() is None for child in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_sigkill_mid_training_then_rerun_resumes(prefect_server, workspace, tmp_path):
     sets = [*TINY, "train.epochs=4"]
     script, marker = tmp_path / "child.py", tmp_path / "after-epoch"
     script.write_text(CHILD)
     child = subprocess.Popen([sys.executable, str(script), json.dumps(sets), "2", str(marker)],
                              env=_child_env(workspace), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while not marker.exists() and child.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
+    _wait_until(marker.exists, [child])
     assert marker.exists(), "the child never finished epoch 2"
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
@@ -78,10 +83,7 @@ def test_concurrent_runs_same_config_share_one_training_others_get_their_own(pre
     args = [sys.executable, "-m", "cli", "train", "--json", *(a for item in TINY for a in ("--set", item))]
     runs = [subprocess.Popen(args, env=_child_env(workspace), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True) for _ in range(2)]
-    deadline = time.monotonic() + 180
-    while not (workspace / "locks").is_dir() and all(run.poll() is None for run in runs) \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_until((workspace / "locks").is_dir, runs)
     assert (workspace / "locks").is_dir(), "neither CLI run took a step's lock"
     other = train_flow(config=tiny_config("train.learning_rate=0.003"))
     outputs = [run.communicate(timeout=400) for run in runs]
