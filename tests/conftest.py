@@ -7,6 +7,7 @@ suite uses temporary homes and never touches the user's own Prefect profile.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -31,6 +32,7 @@ import pytest  # noqa: E402
 from multitask.config import RunConfig, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+DURATIONS = ROOT / "tests" / "durations.json"  # seconds per test file, from `pytest --record-durations`
 DATA_STEPS = ("prepare_dataset", "build_snapshot", "validate_dataset")  # the data flow's steps, in order
 
 # Tens of 32x32 images, one epoch, and the starting point's 7-layer model: most flow tests are
@@ -97,19 +99,48 @@ def pytest_collection_modifyitems(items):
 
 
 def _heaviest_files_first(items) -> None:
-    """Order the files by how many `server` tests they hold, then `slow` ones, then tests of any kind.
+    """Order the files by the seconds they took when last recorded (`DURATIONS`), longest first; a
+    file not recorded yet goes first, as it may be long.
 
     `--dist loadfile` hands whole files to the workers in this order (the Makefile passes
     `--no-loadscope-reorder`, or xdist would order them by test count alone). A long file handed
     out last keeps one worker busy while the other has nothing left: started first, it overlaps
-    with the short ones. Within a file the order stays as written (the sort is stable).
+    with the short ones. Within a file the order stays as written (the sort is stable). Counting
+    tests and markers instead put a 90-s file of four tests last (docs/benchmarks.md, stop 43).
     """
-    weight: dict[Path, tuple[int, int, int]] = {}
-    for item in items:
-        server, slow, count = weight.get(item.path, (0, 0, 0))
-        weight[item.path] = (server + bool(item.get_closest_marker("server")),
-                             slow + bool(item.get_closest_marker("slow")), count + 1)
-    items.sort(key=lambda item: tuple(-n for n in weight[item.path]))
+    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    items.sort(key=lambda item: -seconds.get(_file_of(item), math.inf))
+
+
+def _file_of(item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", action="store_true",
+                     help=f"write each file's seconds (setup, call and teardown of its tests) into {DURATIONS.name}")
+
+
+def pytest_configure(config):
+    if config.getoption("--record-durations") and not hasattr(config, "workerinput"):  # xdist's controller
+        config.pluginmanager.register(_FileSeconds(), "file-seconds")
+
+
+class _FileSeconds:
+    """Adds up each file's test seconds (xdist's controller sees every worker's reports) and
+    writes them into `DURATIONS`, keeping the files that did not run (`-m "not server"`)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report) -> None:
+        file = _file_of(report)
+        self.seconds[file] = self.seconds.get(file, 0.0) + report.duration
+
+    def pytest_sessionfinish(self) -> None:
+        recorded = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+        recorded.update({file: round(total, 1) for file, total in self.seconds.items()})
+        DURATIONS.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
 
 
 @pytest.fixture(scope="session", autouse=True)
