@@ -108,8 +108,12 @@ def _heaviest_files_first(items) -> None:
     with the short ones. Within a file the order stays as written (the sort is stable). Counting
     tests and markers instead put a 90-s file of four tests last (docs/benchmarks.md, stop 43).
     """
-    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+    seconds = _recorded()
     items.sort(key=lambda item: -seconds.get(_file_of(item), math.inf))
+
+
+def _recorded() -> dict[str, float]:
+    return json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
 
 
 def _file_of(item) -> str:
@@ -118,7 +122,8 @@ def _file_of(item) -> str:
 
 def pytest_addoption(parser):
     parser.addoption("--record-durations", action="store_true",
-                     help=f"write each file's seconds (setup, call and teardown of its tests) into {DURATIONS.name}")
+                     help=f"write each file's seconds (setup, call and teardown of its tests) into {DURATIONS.name}; "
+                          "run whole files (no -k), or their partial times are written")
 
 
 def pytest_configure(config):
@@ -138,7 +143,7 @@ class _FileSeconds:
         self.seconds[file] = self.seconds.get(file, 0.0) + report.duration
 
     def pytest_sessionfinish(self) -> None:
-        recorded = json.loads(DURATIONS.read_text()) if DURATIONS.exists() else {}
+        recorded = _recorded()
         recorded.update({file: round(total, 1) for file, total in self.seconds.items()})
         DURATIONS.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
 
