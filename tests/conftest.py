@@ -29,6 +29,7 @@ os.environ.pop("PREFECT_API_URL", None)
 import prefect.main  # noqa: E402,F401  (sets up its logging on the real streams, before any CliRunner swaps them)
 import pytest  # noqa: E402
 
+from multitask import atomic  # noqa: E402
 from multitask.config import RunConfig, load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +146,7 @@ class _FileSeconds:
     def pytest_sessionfinish(self) -> None:
         recorded = _recorded()
         recorded.update({file: round(total, 1) for file, total in self.seconds.items()})
-        DURATIONS.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
+        atomic.write_json(DURATIONS, recorded)
 
 
 @pytest.fixture(scope="session", autouse=True)
