@@ -23,8 +23,9 @@ from multitask.records import ComparisonReport, EvalReport, TrainedModelRef, has
 
 # Train settings that make each variant; everything else comes from the run's config.
 VARIANTS: dict[str, dict[str, object]] = {
-    # The where loss supervises the box head's map with the true box: a box task, off here too.
-    "label-only": {"weighting": "fixed", "box_loss_weight": 0.0, "where_loss_weight": 0.0},
+    # The where and edge losses supervise the box head's maps with the true box: box tasks, off here too.
+    "label-only": {"weighting": "fixed", "box_loss_weight": 0.0, "where_loss_weight": 0.0,
+                   "edge_loss_weight": 0.0},
     "box-only": {"weighting": "fixed", "label_loss_weight": 0.0},
     "fixed": {"weighting": "fixed"},
     "uncertainty": {"weighting": "uncertainty"},

@@ -25,6 +25,35 @@ def where_share(maps):
     return ops.reshape(share, (-1, height, width))
 
 
+def _profiles(maps):
+    """(batch, height, 4) profiles along y and (batch, width, 4) along x. Four maps: each map
+    averaged over the other axis. A fifth map: its softmax over the image weights the columns
+    (for the y profiles) and the rows (for the x profiles), so the edges are read where the
+    object is, not from every texture across the image; a flat fifth map gives the average."""
+    if maps.shape[-1] == 4:
+        return ops.mean(maps, axis=2), ops.mean(maps, axis=1)
+    attention = where_share(maps)
+    edges = maps[..., :4]
+    rows = ops.einsum("bhwc,bw->bhc", edges, ops.sum(attention, axis=1))
+    cols = ops.einsum("bhwc,bh->bwc", edges, ops.sum(attention, axis=2))
+    return rows, cols
+
+
+def edge_logits(maps, prior: float):
+    """A box head's score maps (float32) -> for ymin, xmin, ymax, xmax: (batch, n) logits over the
+    n positions that edge can take, and those positions (n,) in image fractions. A start edge can
+    lie at the top or left side of each pixel row or column, an end edge at the bottom or right
+    side. `prior` adds `-prior * position` to the start edges' logits and `+prior * position` to
+    the end edges' (see `SoftArgmaxBox`)."""
+    height, width = maps.shape[1], maps.shape[2]
+    rows, cols = _profiles(maps)
+    starts_y = ops.arange(height, dtype="float32") / height
+    starts_x = ops.arange(width, dtype="float32") / width
+    edges = ((rows[..., 0], starts_y, -1.0), (cols[..., 1], starts_x, -1.0),
+             (rows[..., 2], starts_y + 1.0 / height, 1.0), (cols[..., 3], starts_x + 1.0 / width, 1.0))
+    return [(profile + sign * prior * positions, positions) for profile, positions, sign in edges]
+
+
 def conv_bn(x, filters: int, kernel: int = 3):
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
@@ -60,22 +89,16 @@ class SoftArgmaxBox(layers.Layer):
 
     def call(self, maps):
         maps = ops.cast(maps, "float32")
-        height, width = maps.shape[1], maps.shape[2]
-        rows, cols = self._profiles(maps)
-        y_edges = ops.arange(height, dtype="float32") / height
-        x_edges = ops.arange(width, dtype="float32") / width
         peak_y, peak_x = self._peak(maps)
 
-        def expected(profile, edges, sign, peak):
-            logits = profile + sign * self.prior * edges
+        def expected(logits, positions, peak):
             if peak is not None:
-                logits = ops.where(ops.abs(edges[None, :] - peak) > self.window, -1e9, logits)
-            return ops.sum(ops.softmax(logits, axis=1) * edges, axis=1)
+                logits = ops.where(ops.abs(positions[None, :] - peak) > self.window, -1e9, logits)
+            return ops.sum(ops.softmax(logits, axis=1) * positions, axis=1)
 
-        ymin = expected(rows[..., 0], y_edges, -1.0, peak_y)
-        xmin = expected(cols[..., 1], x_edges, -1.0, peak_x)
-        ymax = expected(rows[..., 2], y_edges + 1.0 / height, 1.0, peak_y)
-        xmax = expected(cols[..., 3], x_edges + 1.0 / width, 1.0, peak_x)
+        peaks = (peak_y, peak_x, peak_y, peak_x)
+        ymin, xmin, ymax, xmax = (expected(logits, positions, peak)
+                                  for (logits, positions), peak in zip(edge_logits(maps, self.prior), peaks))
         if self.ordered:
             ymin, ymax = ops.minimum(ymin, ymax), ops.maximum(ymin, ymax)
             xmin, xmax = ops.minimum(xmin, xmax), ops.maximum(xmin, xmax)
@@ -99,20 +122,6 @@ class SoftArgmaxBox(layers.Layer):
         hit = ops.cast(profile >= ops.max(profile, axis=1, keepdims=True), "float32")
         before_end = ops.max(hit * ops.arange(n, 0, -1, dtype="float32"), axis=1, keepdims=True)  # n - first
         return (n - before_end) / n
-
-    @staticmethod
-    def _profiles(maps):
-        """(batch, height, 4) profiles along y and (batch, width, 4) along x. Four maps: each map
-        averaged over the other axis. A fifth map: its softmax over the image weights the columns
-        (for the y profiles) and the rows (for the x profiles), so the edges are read where the
-        object is, not from every texture across the image; a flat fifth map gives the average."""
-        if maps.shape[-1] == 4:
-            return ops.mean(maps, axis=2), ops.mean(maps, axis=1)
-        attention = where_share(maps)
-        edges = maps[..., :4]
-        rows = ops.einsum("bhwc,bw->bhc", edges, ops.sum(attention, axis=1))
-        cols = ops.einsum("bhwc,bh->bwc", edges, ops.sum(attention, axis=2))
-        return rows, cols
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 4)
@@ -169,7 +178,7 @@ class BoxAlign(layers.Layer):
 @keras.saving.register_keras_serializable(package="multitask")
 class WherePool(layers.Layer):
     """A feature map averaged with the weights of a box head's where map (the fifth score map's
-    softmax, see `SoftArgmaxBox._profiles`), instead of uniformly as global average pooling does.
+    softmax, see `_profiles`), instead of uniformly as global average pooling does.
 
     Inputs `(features, maps)`: a (batch, H, W, C) map and the box head's (batch, h, w, 5) score
     maps, h and w whole multiples of H and W; each feature cell weighs the where map's share

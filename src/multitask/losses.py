@@ -8,7 +8,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from multitask.heads import where_share
+from multitask.heads import BOX_PRIOR, edge_logits, where_share
 from multitask.metrics import box_iou, intersection_and_union
 
 _EPS = 1e-7
@@ -103,3 +103,38 @@ class WhereLoss(keras.losses.Loss):
         cols = _coverage(boxes[:, 1], boxes[:, 3], share.shape[2])
         mass = ops.sum(share * rows[:, :, None] * cols[:, None, :], axis=(1, 2))
         return -ops.log(mass + _EPS)
+
+
+@keras.saving.register_keras_serializable(package="multitask")
+class EdgeLoss(keras.losses.Loss):
+    """Cross-entropy of each edge's softmax over its positions (a box head's score maps, as
+    `heads.SoftArgmaxBox` reads them) against the true edge, shared between the two positions
+    either side of it by distance: the distribution focal loss of Li et al. 2020 (GFL), without
+    its focal factor. The box losses see only each softmax's mean, which can be right with the
+    mass split between the object's edge and a glyph-like edge beside it; on held-out
+    photographs such a box spreads over both (docs/quality.md). This puts the mass on the edge.
+    Read over the whole image, not the layer's window, so no edge is out of reach."""
+
+    def __init__(self, prior: float = BOX_PRIOR, name: str = "edge_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.prior = prior
+
+    def call(self, y_true, y_pred):
+        boxes = ops.cast(y_true, "float32")
+        per_edge = [self._cross_entropy(logits, positions, boxes[:, i])
+                    for i, (logits, positions) in enumerate(edge_logits(ops.cast(y_pred, "float32"), self.prior))]
+        return ops.mean(ops.stack(per_edge, axis=-1), axis=-1)
+
+    @staticmethod
+    def _cross_entropy(logits, positions, edge):
+        n = positions.shape[0]
+        index = ops.clip((edge - positions[0]) * n, 0.0, n - 1.0)  # positions are 1/n apart
+        below = ops.floor(index)
+        above_share = index - below
+        below = ops.cast(below, "int32")
+        target = ((1.0 - above_share)[:, None] * ops.one_hot(below, n)
+                  + above_share[:, None] * ops.one_hot(ops.minimum(below + 1, n - 1), n))
+        return -ops.sum(target * ops.log_softmax(logits, axis=1), axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "prior": self.prior}

@@ -200,12 +200,12 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps_per_epoch: int) ->
 
     Fixed weighting compiles the model itself with Keras' loss weights (sparse categorical
     cross-entropy is the seed's categorical one on integer labels). Learned weightings, and a
-    model trained with `cfg.where_loss_weight` on its where map (`where_map`), return the same
-    layers in a `WeightedMultiTask`, which computes and weights the losses itself; the latter
-    with a `where` output, which `for_inference` takes off again.
+    model trained with `cfg.where_loss_weight` or `cfg.edge_loss_weight` on its box head's score
+    maps (`where_map`), return the same layers in a `WeightedMultiTask`, which computes and
+    weights the losses itself; the latter with a `where` output, which `for_inference` takes off.
     """
     losses, loss_weights = None, None
-    where = where_map(model) if cfg.where_loss_weight else None
+    where = where_map(model) if cfg.where_loss_weight or cfg.edge_loss_weight else None
     if cfg.weighting == "fixed" and where is None:
         losses = {"label": keras.losses.SparseCategoricalCrossentropy(name="label_loss"),
                   "box": box_loss(cfg.box_loss, cfg.huber_delta)}
@@ -254,7 +254,8 @@ def for_inference(model: keras.Model, cfg: TrainConfig) -> keras.Model:
     that has none, with the weighting's state (DWA's lambdas, uncertainty's variances) kept."""
     if WHERE not in model.output_names:
         return model
-    served = compile_model(without_where(model), cfg.model_copy(update={"where_loss_weight": 0.0}), steps_per_epoch=1)
+    unsupervised = cfg.model_copy(update={"where_loss_weight": 0.0, "edge_loss_weight": 0.0})
+    served = compile_model(without_where(model), unsupervised, steps_per_epoch=1)
     if isinstance(served, WeightedMultiTask) and isinstance(model, WeightedMultiTask):
         for name in ("log_variances", "dwa_lambdas", "dwa_history"):
             getattr(served, name).assign(getattr(model, name))

@@ -16,7 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 from multitask.config import TrainConfig
-from multitask.losses import WhereLoss, box_loss
+from multitask.losses import EdgeLoss, WhereLoss, box_loss
 from multitask.records import HEAD_METRICS
 
 HEADS = tuple(HEAD_METRICS)
@@ -38,13 +38,15 @@ class WeightedMultiTask(keras.Model):
     the two previous epochs (lambda_i = 1 for the first two), so lambdas sum to K = 2;
     a head whose loss falls slowly gets more weight. `end_epoch` moves the history on.
 
-    `fixed`: the weights w_i as they are, for a model with a `where` output, whose loss
-    (`WhereLoss` on the true box, times `where_loss_weight`) is added to any weighting.
+    `fixed`: the weights w_i as they are, for a model with a `where` output (a box head's score
+    maps), whose losses (`WhereLoss` and `EdgeLoss` on the true box, times `where_loss_weight`
+    and `edge_loss_weight`) are added to any weighting.
     """
 
     def __init__(self, *args, weighting: str = "uncertainty", base_weights=(1.0, 1.0),
                  box_loss_kind: str = "huber", huber_delta: float = 0.02,
-                 dwa_temperature: float = 2.0, where_loss_weight: float = 0.0, **kwargs):
+                 dwa_temperature: float = 2.0, where_loss_weight: float = 0.0, edge_loss_weight: float = 0.0,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         if weighting not in WEIGHTINGS:
             raise ValueError(f"WeightedMultiTask weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -54,8 +56,12 @@ class WeightedMultiTask(keras.Model):
         self.huber_delta = huber_delta
         self.dwa_temperature = dwa_temperature
         self.where_loss_weight = where_loss_weight
+        self.edge_loss_weight = edge_loss_weight
         self.where_loss = WhereLoss()
+        self.edge_loss = EdgeLoss()
         self.where_loss_tracker = keras.metrics.Mean(name="where_loss") if WHERE in self.output_names else None
+        self.edge_loss_tracker = keras.metrics.Mean(name="edge_loss") if self.where_loss_tracker and edge_loss_weight \
+            else None
         self.head_losses = {
             "label": keras.losses.SparseCategoricalCrossentropy(name="label_loss"),
             "box": box_loss(box_loss_kind, huber_delta),
@@ -89,10 +95,14 @@ class WeightedMultiTask(keras.Model):
         total = ops.sum(self.task_weights() * ops.stack(values))
         if self.weighting == "uncertainty":
             total = total + 0.5 * ops.sum(self.log_variances) / replicas
-        if self.where_loss_tracker is not None and WHERE in y_pred:
-            where = self.where_loss(y["box"], y_pred[WHERE], sample_weight)
-            self.where_loss_tracker.update_state(where * replicas)
-            total = total + self.where_loss_weight * where
+        if WHERE not in y_pred or self.where_loss_tracker is None:
+            return total
+        for loss, tracker, weight in ((self.where_loss, self.where_loss_tracker, self.where_loss_weight),
+                                      (self.edge_loss, self.edge_loss_tracker, self.edge_loss_weight)):
+            if tracker is not None:
+                value = loss(y["box"], y_pred[WHERE], sample_weight)
+                tracker.update_state(value * replicas)
+                total = total + weight * value
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -113,7 +123,8 @@ class WeightedMultiTask(keras.Model):
     def get_config(self):
         return {**super().get_config(), "weighting": self.weighting, "base_weights": list(self.base_weights),
                 "box_loss_kind": self.box_loss_kind, "huber_delta": self.huber_delta,
-                "dwa_temperature": self.dwa_temperature, "where_loss_weight": self.where_loss_weight}
+                "dwa_temperature": self.dwa_temperature, "where_loss_weight": self.where_loss_weight,
+                "edge_loss_weight": self.edge_loss_weight}
 
 
 class TaskWeightLog(keras.callbacks.Callback):
@@ -139,6 +150,7 @@ def with_weighting(model: keras.Model, cfg: TrainConfig, where=None) -> keras.Mo
         inputs=model.inputs, outputs=outputs, name=model.name, weighting=cfg.weighting,
         base_weights=(cfg.label_loss_weight, cfg.box_loss_weight), box_loss_kind=cfg.box_loss,
         huber_delta=cfg.huber_delta, dwa_temperature=cfg.dwa_temperature, where_loss_weight=cfg.where_loss_weight,
+        edge_loss_weight=cfg.edge_loss_weight,
     )
 
 
