@@ -105,7 +105,7 @@ def test_variant_configs_set_weights_and_seeds():
     assert box_only.label_loss_weight == 0 and box_only.box_loss_weight == base.train.box_loss_weight
     assert box_only.where_loss_weight == base.train.where_loss_weight > 0  # the where loss is box supervision
     label_only = compare.train_config(base, "label-only", 0)
-    assert label_only.box_loss_weight == 0 and label_only.where_loss_weight == 0
+    assert label_only.box_loss_weight == 0 and label_only.where_loss_weight == label_only.edge_loss_weight == 0
     assert compare.model_config(base, 2).seed == base.model.seed + 2 and box_only.seed == base.train.seed + 2
     assert compare.train_config(base, "dwa", 0).weighting == "dwa"
     with pytest.raises(ConfigError):
