@@ -109,11 +109,11 @@ class WhereLoss(keras.losses.Loss):
 class EdgeLoss(keras.losses.Loss):
     """Cross-entropy of each edge's softmax over its positions (a box head's score maps, as
     `heads.SoftArgmaxBox` reads them) against the true edge, shared between the two positions
-    either side of it by distance: the distribution focal loss of Li et al. 2020 (GFL), without
-    its focal factor. The box losses see only each softmax's mean, which can be right with the
-    mass split between the object's edge and a glyph-like edge beside it; on held-out
-    photographs such a box spreads over both (docs/quality.md). This puts the mass on the edge.
-    Read over the whole image, not the layer's window, so no edge is out of reach."""
+    either side of it by distance: the distribution focal loss of Li et al. 2020 (GFL; despite
+    its name, a plain cross-entropy). The box losses see only each softmax's mean, which can be
+    right with the mass split between the object's edge and a glyph-like edge beside it; on
+    held-out photographs such a box spreads over both (docs/quality.md). This puts the mass on
+    the edge. Read over the whole image, not the layer's window, so no edge is out of reach."""
 
     def __init__(self, prior: float = BOX_PRIOR, name: str = "edge_loss", **kwargs):
         super().__init__(name=name, **kwargs)
