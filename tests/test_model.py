@@ -58,8 +58,8 @@ def test_other_threads_drawing_from_python_random_do_not_change_the_weights():
 
 def test_default_model_round_trips_in_safe_mode(tmp_path):
     model = build_model(ModelConfig(), 10, 32)
-    # Keras compiles a fixed weighting with no where loss itself
-    fixed = TrainConfig(box_loss="huber+ciou", weighting="fixed", where_loss_weight=0.0)
+    # Keras compiles a fixed weighting with no where or edge loss itself
+    fixed = TrainConfig(box_loss="huber+ciou", weighting="fixed", where_loss_weight=0.0, edge_loss_weight=0.0)
     model = compile_model(model, fixed, steps_per_epoch=1)
     path = tmp_path / "m.keras"
     model.save(path)

@@ -67,8 +67,9 @@ def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state
     assert straight[2]["label_weight"] == pytest.approx(_dwa_label_weight(straight[:2], train_cfg), rel=1e-5)
     final = load(trained.model_path)
     assert isinstance(final, WeightedMultiTask) and final.weighting == "dwa"
-    # trained with the where loss on the box head's where map; saved with the two outputs it serves
+    # trained with the where and edge losses on the box head's maps; saved with the two outputs it serves
     assert train_cfg.where_loss_weight > 0 and all(row["where_loss"] > 0 for row in straight)
+    assert train_cfg.edge_loss_weight > 0 and all(row["edge_loss"] > 0 for row in straight)
     assert sorted(final.output_names) == ["box", "label"]
 
     run_dir = tmp_path / "resumed"
@@ -90,7 +91,7 @@ def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state
     # The DWA state came back with the backup: epoch 3's weight follows from epochs 1 and 2.
     assert history[2]["label_weight"] == pytest.approx(_dwa_label_weight(history[:2], train_cfg), rel=1e-5)
     # Same batches, augmentations and dropout masks as the straight run: the same numbers, epoch by epoch.
-    numbers = ("loss", "label_loss", "box_loss", "where_loss", "val_loss", "label_weight")
+    numbers = ("loss", "label_loss", "box_loss", "where_loss", "edge_loss", "val_loss", "label_weight")
     assert [[row[k] for k in numbers] for row in history] == [
         pytest.approx([row[k] for k in numbers], rel=1e-5) for row in straight]
     assert resumed.epochs == 3 and resumed.is_intact()

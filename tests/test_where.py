@@ -117,7 +117,7 @@ def test_only_a_head_with_a_where_map_gets_the_output():
     assert where_map(build_model(ModelConfig(preset="seed"), 10, 32)) is None
     seed = compile_model(build_model(ModelConfig(preset="seed"), 10, 32), cfg, steps_per_epoch=1)
     assert not isinstance(seed, WeightedMultiTask) and WHERE not in seed.output_names
-    off = TrainConfig(weighting="fixed", where_loss_weight=0.0)
+    off = TrainConfig(weighting="fixed", where_loss_weight=0.0, edge_loss_weight=0.0)
     assert WHERE not in compile_model(build_model(ModelConfig(), 10, 32), off, steps_per_epoch=1).output_names
     edges_only = TrainConfig(weighting="fixed", where_loss_weight=0.0, edge_loss_weight=1.0)
     assert WHERE in compile_model(build_model(ModelConfig(), 10, 32), edges_only, steps_per_epoch=1).output_names

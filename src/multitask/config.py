@@ -140,7 +140,7 @@ class TrainConfig(Section):
         1.0, ge=0, description="`default` preset: weight of a loss that puts the box head's "
         "where map inside the true box (`losses.WhereLoss`); 0 is off.")
     edge_loss_weight: float = Field(
-        0.0, ge=0, description="`default` preset: weight of a loss that puts each edge's softmax over its "
+        1.0, ge=0, description="`default` preset: weight of a loss that puts each edge's softmax over its "
         "positions on the true edge (`losses.EdgeLoss`, GFL's distribution focal loss, Li et al. 2020); 0 is off.")
     weighting: Literal["fixed", "uncertainty", "dwa"] = Field(
         "dwa", description="How head losses are weighted: the fixed weights above, learned "
