@@ -45,17 +45,20 @@ def export(
     model: str = ModelOption,
     fmt: str = typer.Option(..., "--format", help="saved_model: takes encoded image bytes, returns class "
                             "scores and the box in pixels; tflite: takes the resized image (float32)."),
-    out: Path = typer.Option(..., help="Folder to write (replaced whole)."),
+    out: Path = typer.Option(..., help="Folder to write, replaced whole: it must be absent, empty or an earlier "
+                             "export (see --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace --out even if it holds other files (they are deleted)."),
 ) -> None:
     """A registered model as a TF SavedModel or TFLite file, with its preprocessing.json."""
     quiet_environment()
     from multitask import registry
-    from multitask.export import check_format
+    from multitask.export import check_format, check_out
     from multitask.export import export as write_export
 
     try:
         check_format(fmt)  # before the model is fetched
+        check_out(out, force)
         loaded, metadata = registry.load_registered(model)
-        typer.echo(str(write_export(loaded, metadata, fmt, out)))
+        typer.echo(str(write_export(loaded, metadata, fmt, out, force)))
     except UserError as exc:
         fail(str(exc))

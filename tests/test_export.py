@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from multitask.config import ModelConfig
+from multitask.errors import UserError
 from multitask.export import export
 from multitask.images import load_rgb
 from multitask.model import build_model
@@ -69,3 +70,36 @@ def test_an_unknown_format_is_one_line(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: unknown export format 'onnx' (known: saved_model, tflite)"
     assert not (tmp_path / "x").exists()
+
+
+def test_export_refuses_a_folder_it_did_not_write(tmp_path):
+    """`--out ~/project` must not delete the project: one line, exit 2, before any model is fetched."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["export", "--model", "absent@champion", "--format", "tflite",
+                                      "--out", str(project)])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --out {project} holds files an export did not write (notes.txt); the export replaces the "
+        "folder whole: choose an empty or new folder, or pass --force to replace it"]
+    assert (project / "notes.txt").read_text() == "mine"
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(app, ["export", "--format", "tflite", "--out", str(tmp_path / "file"), "--force"])
+    assert result.exit_code == 2 and "is not a folder" in result.stderr
+    assert (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.slow
+def test_an_earlier_export_is_replaced_and_force_replaces_any_folder(model, tmp_path):
+    metadata = {"class_names": ["a", "b", "c"], "image_size": 32, "resize": "stretch"}
+    out = tmp_path / "exported"
+    export(model, metadata, "tflite", out)
+    export(model, metadata, "saved_model", out)  # an earlier export of either format is ours to replace
+    assert (out / "saved_model.pb").exists() and not (out / "model.tflite").exists()
+    (out / "README.md").write_text("a user's file")
+    with pytest.raises(UserError, match="README.md"):
+        export(model, metadata, "tflite", out)
+    assert (out / "README.md").exists() and (out / "saved_model.pb").exists()
+    export(model, metadata, "tflite", out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == ["model.tflite", "preprocessing.json"]

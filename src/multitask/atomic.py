@@ -1,4 +1,9 @@
-"""Write files and folders so that a reader sees either nothing or the complete result."""
+"""Write files and folders so that a reader sees either nothing or the complete result.
+
+Every write is flushed to the disk (`fsync`) before its rename, and the folder after it: without
+that, a power loss can leave the new name pointing at an empty file (a file system may commit the
+rename before the data).
+"""
 
 from __future__ import annotations
 
@@ -18,13 +23,41 @@ def _temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
 
 
+def sync_file(path: Path) -> None:
+    """Flush a file's data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_dir(path: Path) -> None:
+    """Flush a folder's entries (a rename or a new name in it) to the disk."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_tree(root: Path) -> None:
+    """Flush every file and folder under `root` (a folder about to be renamed into place)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            sync_file(Path(folder) / name)
+        sync_dir(Path(folder))
+
+
 def write_with(path: Path, write: Callable[[Path], object]) -> Path:
     """`write(tmp)` fills a temporary sibling, which then replaces `path` in one rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_sibling(path)
     try:
         write(tmp)
+        sync_file(tmp)
         os.replace(tmp, path)
+        sync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -55,7 +88,9 @@ def create_json(path: Path, obj: Any) -> bool:
     tmp = _temp_sibling(path)
     try:
         tmp.write_text(json.dumps(obj))
+        sync_file(tmp)
         os.link(tmp, path)
+        sync_dir(path.parent)
     except FileExistsError:
         return False
     finally:
@@ -74,6 +109,7 @@ def replace_dir(final: Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        sync_tree(tmp)
         if final.exists():
             old = _temp_sibling(final)
             os.replace(final, old)
@@ -81,5 +117,6 @@ def replace_dir(final: Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        sync_dir(final.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

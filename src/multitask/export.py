@@ -20,10 +20,13 @@ import keras
 import tensorflow as tf
 
 from multitask import atomic
-from multitask.errors import ConfigError
+from multitask.errors import ConfigError, UserError
 from multitask.pipeline import normalise, pixel_boxes, resize_image
 
 FORMATS = ("saved_model", "tflite")
+METADATA = "preprocessing.json"  # in every export of ours
+# Everything an export of ours holds, in either format (TensorFlow writes the SavedModel's names).
+EXPORT_NAMES = {METADATA, "model.tflite", "saved_model.pb", "fingerprint.pb", "variables", "assets"}
 
 
 class ImageServing(tf.Module):
@@ -51,10 +54,31 @@ def check_format(fmt: str) -> None:
         raise ConfigError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
 
 
-def export(model: keras.Model, metadata: dict[str, Any], fmt: str, out: Path) -> Path:
+def check_out(out: Path, force: bool = False) -> None:
+    """`out` may be replaced: it is absent, empty or an earlier export of ours, or `force` says so.
+
+    The export replaces the folder whole, so anything else in it would be deleted: `--out ~/project`
+    must not take the project with it.
+    """
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise UserError(f"--out {out} is not a folder: give the path of a folder to write")
+    if force or not out.exists():
+        return
+    names = {entry.name for entry in out.iterdir()}
+    if not names or (METADATA in names and names <= EXPORT_NAMES):
+        return
+    foreign = sorted(names - EXPORT_NAMES) or sorted(names)
+    shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+    raise UserError(f"--out {out} holds files an export did not write ({shown}); the export replaces the folder "
+                    "whole: choose an empty or new folder, or pass --force to replace it")
+
+
+def export(model: keras.Model, metadata: dict[str, Any], fmt: str, out: Path, force: bool = False) -> Path:
     """Write `model` as `fmt` into the folder `out` (replaced whole, never half-written);
-    `metadata` is the registry's preprocessing (`class_names`, `image_size`, `resize`)."""
+    `metadata` is the registry's preprocessing (`class_names`, `image_size`, `resize`).
+    `out` must be absent, empty or an earlier export unless `force` (`check_out`)."""
     check_format(fmt)
+    check_out(out, force)
     size, policy = int(metadata["image_size"]), metadata.get("resize", "stretch")
     with atomic.replace_dir(out) as tmp:
         if fmt == "saved_model":
@@ -67,5 +91,5 @@ def export(model: keras.Model, metadata: dict[str, Any], fmt: str, out: Path) ->
             # custom layers may need ops beyond TFLite's builtins (TensorFlow's own interpreter has them)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
             (tmp / "model.tflite").write_bytes(converter.convert())
-        atomic.write_json(tmp / "preprocessing.json", metadata)
+        atomic.write_json(tmp / METADATA, metadata)
     return out
