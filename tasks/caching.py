@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from prefect.locking.filesystem import FileSystemLockManager
 from prefect.results import ResultStore
 from prefect.transactions import IsolationLevel
 
-from multitask import atomic, workspace
+from multitask import atomic, file_lock, processes, workspace
 from multitask.errors import is_transient
 from multitask.fingerprint import step_key
 from multitask.records import ModelVersion
@@ -77,31 +76,29 @@ def _drop_if_broken(store: ResultStore, key: str) -> None:
         (Path(store.result_storage.basepath) / key).unlink(missing_ok=True)
 
 
-def _process_gone(info: dict) -> bool:
-    """True when the lock names a process of this host that no longer exists."""
-    pid = info.get("pid")
-    if info.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, owned by another user
-        return False
-    return False
+def _describe(info: Any) -> str:
+    if not isinstance(info, dict):
+        return "an unreadable lock file"
+    return f"{info.get('holder', '?')} (process {info.get('pid', '?')} on {info.get('host', '?')})"
 
 
 class ReclaimingLockManager(FileSystemLockManager):
-    """File locks that concurrent runs can read at any time and a killed process cannot leave behind.
+    """File locks that concurrent runs can read at any time and a dead process cannot leave behind.
 
     Prefect's `acquire_lock` creates the lock file empty and fills it afterwards: a run that
     reads it in between fails on empty JSON (8 runs started at once on one dataset hit this).
-    Here a lock file appears whole, holder, host and pid in it. Prefect's file locks also never
-    expire unless given a hold timeout, which its transactions don't pass: a lock whose process
-    on this host no longer exists is removed before it is checked, so a run killed mid-training
-    does not block every later run with the same key. Only Prefect's public methods and its
-    lock file layout (`<directory>/<key>.lock`, JSON) are used.
+    Here a lock file appears whole, with its holder's process identity (host, PID, start time,
+    boot id: `multitask.processes`). Prefect's file locks never expire unless given a hold timeout,
+    which its transactions don't pass: a lock whose process is no longer running on this host is
+    reclaimed, also when its PID now names another process (a container restarts PIDs at 1).
+    Reclaiming is atomic: under a lock of its own, the file is read again and renamed aside only
+    if it still names that dead holder, so of several waiters exactly one proceeds and none removes
+    a lock another has just taken. A waiter logs who holds the lock every `LOG_EVERY_S` seconds.
+    Only Prefect's public methods and its lock file layout (`<directory>/<key>.lock`) are used.
     """
+
+    LOG_EVERY_S = 60.0
+    POLL_S = 0.1
 
     def _path(self, key: str) -> Path:
         return self.lock_files_directory.joinpath(key).with_suffix(".lock")
@@ -110,7 +107,7 @@ class ReclaimingLockManager(FileSystemLockManager):
                      hold_timeout: float | None = None) -> bool:
         expiration = None if hold_timeout is None else datetime.now(UTC) + timedelta(seconds=hold_timeout)
         record = {"holder": holder, "expiration": None if expiration is None else str(expiration),
-                  "host": socket.gethostname(), "pid": os.getpid()}
+                  **processes.identity()}
         deadline = None if acquire_timeout is None else time.monotonic() + acquire_timeout
         while not self.is_lock_holder(key, holder):
             if atomic.create_json(self._path(key), record):
@@ -122,16 +119,49 @@ class ReclaimingLockManager(FileSystemLockManager):
 
     def is_locked(self, key: str, use_cache: bool = False) -> bool:
         path = self._path(key)
-        try:
-            info = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            info = None
-        except ValueError:  # not JSON: left by a writer killed between Prefect's create and fill
-            path.unlink(missing_ok=True)
-            info = None
-        if isinstance(info, dict) and _process_gone(info):
-            path.unlink(missing_ok=True)
+        info = _read_lock(path)
+        if info is not _ABSENT and (not isinstance(info, dict) or processes.is_running(info) is False):
+            self._reclaim(path, info)
         return super().is_locked(key, use_cache=use_cache)
+
+    def _reclaim(self, path: Path, seen: Any) -> None:
+        """Remove the lock file at `path` if it still holds `seen` (a dead holder's record)."""
+        with file_lock.exclusive(self.lock_files_directory / ".reclaim"):
+            if _read_lock(path) != seen:  # released, or reclaimed and taken again, since it was read
+                return
+            aside = path.with_name(f"{path.name}.reclaimed-{os.getpid()}")
+            os.replace(path, aside)
+            if _read_lock(aside) != seen:  # cannot happen under the lock; never drop a live holder
+                os.link(aside, path)
+            aside.unlink()
+        logger.warning("reclaimed the cache lock %s of %s, which no longer runs", path.stem[:12], _describe(seen))
+
+    def wait_for_lock(self, key: str, timeout: float | None = None) -> bool:
+        start = last_log = time.monotonic()
+        while self.is_locked(key):
+            now = time.monotonic()
+            if timeout is not None and now - start >= timeout:
+                return False
+            if now - last_log >= self.LOG_EVERY_S:
+                last_log = now
+                logger.warning("waiting %.0f s for the cache lock %s, held by %s", now - start, key[:12],
+                               _describe(_read_lock(self._path(key))))
+            time.sleep(self.POLL_S)
+        return True
+
+
+_ABSENT = object()
+
+
+def _read_lock(path: Path) -> Any:
+    """The lock file's record; `_ABSENT` when there is none; None when it is not JSON (left by a
+    writer killed between Prefect's own create and fill)."""
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return _ABSENT
+    except ValueError:
+        return None
 
 
 @dataclass

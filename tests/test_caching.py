@@ -1,12 +1,16 @@
 import json
+import logging
 import multiprocessing
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
+from multitask import processes
+from tasks import caching
 from tasks.caching import ReclaimingLockManager
 
 
@@ -95,3 +99,57 @@ def test_a_lock_taken_with_a_hold_timeout_expires(tmp_path):
     assert manager.acquire_lock("k", holder="me", hold_timeout=0.3)
     assert manager.is_locked("k") and not manager.acquire_lock("k", holder="you", acquire_timeout=0.05)
     assert manager.acquire_lock("k", holder="you", acquire_timeout=2) and manager.is_lock_holder("k", "you")
+
+
+def test_a_lock_whose_pid_now_names_another_process_is_reclaimed(tmp_path):
+    """A container restarts PIDs at 1: the recorded PID is alive again, as another process (here
+    this one, which started at another time than the lock says)."""
+    path = _write_lock(tmp_path, "abc", os.getpid())
+    path.write_text(json.dumps({**json.loads(path.read_text()), "started": 1}))
+    manager = ReclaimingLockManager(lock_files_directory=tmp_path)
+    assert manager.acquire_lock("abc", holder="me", acquire_timeout=3) and manager.is_lock_holder("abc", "me")
+
+
+def test_a_lock_recorded_before_the_last_boot_is_reclaimed(tmp_path):
+    path = _write_lock(tmp_path, "abc", os.getpid())
+    path.write_text(json.dumps({**json.loads(path.read_text()), **processes.identity(), "boot": "an earlier boot"}))
+    manager = ReclaimingLockManager(lock_files_directory=tmp_path)
+    assert manager.acquire_lock("abc", holder="me", acquire_timeout=3)
+
+
+def test_of_waiters_that_see_a_dead_holder_exactly_one_proceeds(tmp_path, monkeypatch):
+    """Each waiter judges the holder dead, then (slowly) reclaims: without an atomic reclaim the
+    later ones removed the lock the first had just taken, and several held it at once."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    _write_lock(tmp_path, "k", gone.pid)
+    judged = processes.is_running
+
+    def slow_judge(recorded):
+        found = judged(recorded)
+        time.sleep(0.3)  # every waiter reads the dead holder before any removes it
+        return found
+
+    monkeypatch.setattr(caching.processes, "is_running", slow_judge)
+    results: list[bool] = []
+
+    def wait(i):
+        results.append(ReclaimingLockManager(lock_files_directory=tmp_path).acquire_lock("k", f"w{i}", acquire_timeout=3))
+
+    threads = [threading.Thread(target=wait, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+
+
+def test_a_waiter_says_who_holds_the_lock(tmp_path, caplog, monkeypatch):
+    holder = ReclaimingLockManager(lock_files_directory=tmp_path)
+    assert holder.acquire_lock("k", holder="first")
+    waiter = ReclaimingLockManager(lock_files_directory=tmp_path)
+    monkeypatch.setattr(waiter, "LOG_EVERY_S", 0.2)
+    with caplog.at_level(logging.WARNING, logger="tasks.caching"):
+        assert not waiter.acquire_lock("k", holder="second", acquire_timeout=0.7)
+    said = [r.getMessage() for r in caplog.records if "waiting" in r.getMessage()]
+    assert said and f"held by first (process {os.getpid()} on {socket.gethostname()})" in said[0]

@@ -6,7 +6,6 @@ a new sqlite store is opened under a file lock (its first use migrates the schem
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 
@@ -14,7 +13,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from multitask import workspace
+from multitask import file_lock, workspace
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
@@ -24,13 +23,9 @@ _CLIENTS: dict[str, MlflowClient] = {}  # tracking URI -> a client whose store i
 def _open_sqlite_store(uri: str) -> MlflowClient:
     """Open a sqlite store under a file lock: its first use runs schema migrations, and two
     processes migrating one new database at once break it ("table _alembic_tmp_... exists")."""
-    with open(workspace.ensure() / "mlflow.db.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            c = MlflowClient(tracking_uri=uri)  # opens the tracking store
-            c.search_registered_models(max_results=1)  # opens the registry store
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock.exclusive(workspace.ensure() / "mlflow.db.lock", "the MLflow store's first opening"):
+        c = MlflowClient(tracking_uri=uri)  # opens the tracking store
+        c.search_registered_models(max_results=1)  # opens the registry store
     return c
 
 
