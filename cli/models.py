@@ -67,14 +67,17 @@ def models_promote(
     reason: str = typer.Option(..., "--reason", help="Why: recorded on the version."),
     by: str | None = typer.Option(None, "--by", help="Who: recorded on the version (default: you)."),
 ) -> None:
-    """Move `champion` by hand, recording who and why as tags."""
+    """Move `champion` by hand, recording who and why as tags. Waits for a promotion in flight
+    (a retrain's gate) to finish, so that neither undoes the other unseen."""
     quiet_environment()
     from multitask import registry
+    from tasks.exclusive import one_at_a_time  # the lock the retrain flow's gate takes
 
     try:
         info = registry.show(model)
-        registry.promote(info["name"], info["version"], {"promoted_by": by or _current_user(),
-                                                          "promotion_reason": reason, "promotion": "manual"})
+        with one_at_a_time("promote", info["name"]):
+            registry.promote(info["name"], info["version"], {"promoted_by": by or _current_user(),
+                                                              "promotion_reason": reason, "promotion": "manual"})
     except UserError as exc:
         fail(str(exc))
     typer.echo(f"{info['name']} version {info['version']} is now champion")

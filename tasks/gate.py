@@ -7,9 +7,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from multitask import registry
 from multitask.config import GateConfig, RunConfig
-from multitask.gate import HEADS, Decision, decide, not_comparable, unchanged_reason
+from multitask.gate import HEADS, Decision, champion_moved, decide, not_comparable, unchanged_reason
 from multitask.records import DatasetRef, EvalReport, ModelVersion
 from tasks import retries
+from tasks.exclusive import one_at_a_time
 from tasks.pictures import inline_png
 
 
@@ -42,25 +43,29 @@ def _table(decision: Decision, challenger: ModelVersion, champion: ModelVersion 
 
 @task(name="apply_gate", **retries.IO)
 def apply_gate(challenger: ModelVersion, challenger_report: EvalReport, champion: ModelVersion | None,
-               champion_report: EvalReport | None, gate: GateConfig,
-               classes_differ: str | None = None) -> Decision:
-    """Decide, record the decision and numbers as tags, and move `champion` when it passes.
+               champion_report: EvalReport | None, gate: GateConfig, classes_differ: str | None = None,
+               last_try: bool = True) -> Decision | None:
+    """Decide, then under the model's promotion lock record the decision and numbers as tags, and
+    move `champion` when it passes: only if the champion is still the one judged against.
 
-    `classes_differ` says how the champion's classes differ from the challenger's: then the
-    two are not compared and the challenger is kept out.
+    When it moved meanwhile (a retrain or a person promoted another version), nothing is recorded
+    and the answer is None, so that the flow judges the challenger against the new champion; on
+    the `last_try`, the challenger is kept out instead, naming both champions.
+    `classes_differ` says how the champion's classes differ from the challenger's: then the two
+    are not compared and the challenger is kept out.
     """
     if champion is not None and classes_differ is not None:
         decision = not_comparable(challenger_report.metrics, champion.version, classes_differ)
     else:
         decision = decide(challenger_report.metrics, champion_report.metrics if champion_report else None, gate)
-    tags = {"gate.decision": "promoted" if decision.promote else "kept out", "gate.reason": decision.reason,
-            "gate.champion_version": champion.version if champion else "",
-            **{f"gate.{head}": str(value) for head, value in decision.challenger.items()},
-            **{f"gate.delta_{head}": str(value) for head, value in decision.deltas.items()}}
-    if decision.promote:
-        registry.promote(challenger.name, challenger.version, tags)
-    else:
-        registry.set_tags(challenger.name, challenger.version, tags)
+    judged = champion.version if champion else None
+    with one_at_a_time("promote", challenger.name):
+        current = registry.champion(challenger.name)
+        if (current.version if current else None) != judged:
+            if not last_try:
+                return None
+            decision = champion_moved(challenger_report.metrics, judged, current.version if current else None)
+        _record(decision, challenger, judged)
     create_table_artifact(key="gate-comparison", table=_table(decision, challenger, champion),
                           description="Champion vs challenger on the same test split, per head")
     verdict = "promoted to champion" if decision.promote else "kept out"
@@ -68,6 +73,17 @@ def apply_gate(challenger: ModelVersion, challenger_report: EvalReport, champion
         f"# v{challenger.version} {verdict}", decision.reason,
         _side_by_side(challenger, challenger_report, champion, champion_report)]))
     return decision
+
+
+def _record(decision: Decision, challenger: ModelVersion, judged: str | None) -> None:
+    tags = {"gate.decision": "promoted" if decision.promote else "kept out", "gate.reason": decision.reason,
+            "gate.champion_version": judged or "",
+            **{f"gate.{head}": str(value) for head, value in decision.challenger.items()},
+            **{f"gate.delta_{head}": str(value) for head, value in decision.deltas.items()}}
+    if decision.promote:
+        registry.promote(challenger.name, challenger.version, tags)
+    else:
+        registry.set_tags(challenger.name, challenger.version, tags)
 
 
 def _side_by_side(challenger: ModelVersion, challenger_report: EvalReport, champion: ModelVersion | None,

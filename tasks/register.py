@@ -9,6 +9,7 @@ from multitask import registry
 from multitask.config import RunConfig
 from multitask.records import DatasetRef, EvalReport, ModelVersion, TrainedModelRef
 from tasks import retries
+from tasks.exclusive import one_at_a_time
 
 
 @task(name="register_model", result_serializer="json", **retries.IO)
@@ -18,7 +19,11 @@ def register_model(trained: TrainedModelRef, report: EvalReport, dataset: Datase
     tags = {**registry.lineage_tags(dataset, config), "dataset": dataset.spec,
             "num_classes": str(dataset.num_classes), "prefect_flow_run_id": str(runtime.flow_run.id or "")}
     preprocessing = {"class_names": dataset.class_names, "resize": config.data.resize}  # + the model's input size
-    version = registry.register(trained, report, config, tags, preprocessing, first_is_champion)
+    if first_is_champion:  # "champion unless there is one" is a promotion: one at a time
+        with one_at_a_time("promote", config.model_name):
+            version = registry.register(trained, report, config, tags, preprocessing, first_is_champion)
+    else:
+        version = registry.register(trained, report, config, tags, preprocessing, first_is_champion)
     create_link_artifact(key="mlflow-run", link=registry.run_url(version.run_id),
                          link_text=f"{version.name} v{version.version} in MLflow",
                          description=f"The MLflow run (store: {registry.client().tracking_uri}; a local store "

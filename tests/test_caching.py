@@ -134,7 +134,8 @@ def test_of_waiters_that_see_a_dead_holder_exactly_one_proceeds(tmp_path, monkey
     results: list[bool] = []
 
     def wait(i):
-        results.append(ReclaimingLockManager(lock_files_directory=tmp_path).acquire_lock("k", f"w{i}", acquire_timeout=3))
+        manager = ReclaimingLockManager(lock_files_directory=tmp_path)
+        results.append(manager.acquire_lock("k", f"w{i}", acquire_timeout=3))
 
     threads = [threading.Thread(target=wait, args=(i,)) for i in range(4)]
     for t in threads:

@@ -36,12 +36,33 @@ def classes_differ(model_classes: list[str], data_classes: list[str]) -> str | N
     return f"trained on {_classes(model_classes)}; the data has {_classes(data_classes)}"
 
 
+def _kept_out(challenger: dict[str, float], reason: str) -> Decision:
+    """Kept out without a comparison of the two models."""
+    return Decision(promote=False, champion=None, deltas={}, reason=reason,
+                    challenger={head: challenger[metric] for head, metric in HEADS.items()})
+
+
 def not_comparable(challenger: dict[str, float], champion_version: str, difference: str) -> Decision:
     """The decision when the champion was trained on other classes: kept out, nothing compared."""
-    return Decision(promote=False, champion=None, deltas={},
-                    challenger={head: challenger[metric] for head, metric in HEADS.items()},
-                    reason=f"not compared: champion v{champion_version} was {difference}; the gate compares "
-                           f"only models of the same classes (promote by hand or use another registry.model_name)")
+    return _kept_out(challenger, f"not compared: champion v{champion_version} was {difference}; the gate "
+                                 "compares only models of the same classes (promote by hand or use another "
+                                 "registry.model_name)")
+
+
+def champion_moved(challenger: dict[str, float], judged: str | None, current: str | None) -> Decision:
+    """The decision when the champion kept moving while the challenger was being judged: kept out,
+    never promoted against a champion that is no longer current."""
+    return _kept_out(challenger, f"champion moved from {_name(judged)} to {_name(current)} during this run; "
+                                 f"it was not judged against {_name(current)}")
+
+
+def made_champion_meanwhile(challenger: dict[str, float], version: str) -> Decision:
+    """The challenger became champion while it was being judged (promoted by hand): nothing to judge."""
+    return _kept_out(challenger, f"v{version} was made champion during this run (by hand); the gate did not judge it")
+
+
+def _name(version: str | None) -> str:
+    return f"v{version}" if version else "no champion"
 
 
 def decide(challenger: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig) -> Decision:

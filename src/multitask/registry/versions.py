@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import mlflow
@@ -112,10 +113,17 @@ def set_tags(name: str, version: str, tags: dict[str, str]) -> None:
 
 
 def promote(name: str, version: str, tags: dict[str, str]) -> None:
-    """Move `champion` to this version and record why (tags) on it."""
+    """Move `champion` to this version and record why (tags) on it, with the version it replaced
+    (`champion.previous`) and when (`champion.since`, UTC).
+
+    Reading the champion and moving it are separate calls to the registry: the caller holds the
+    model's promotion lock, and has checked under it that the champion is the one it judged against.
+    """
     c = client()
     c.get_model_version(name, version)  # fails clearly on an unknown version
-    set_tags(name, version, tags)
+    previous = c.get_registered_model(name).aliases.get(CHAMPION, "")
+    since = datetime.now(UTC).isoformat(timespec="milliseconds")
+    set_tags(name, version, {**tags, "champion.previous": previous, "champion.since": since})
     c.set_registered_model_alias(name, CHAMPION, version)
 
 
