@@ -81,3 +81,23 @@ def models_promote(
     except UserError as exc:
         fail(str(exc))
     typer.echo(f"{info['name']} version {info['version']} is now champion")
+
+
+@app.command("reregister")
+def models_reregister(
+    model: str = typer.Argument(..., help="NAME/VERSION (or NAME@ALIAS) registered with a pickled model."),
+) -> None:
+    """Register a version again without a pickled model (the same trained weights), so that
+    `multitask serve` serves it: a new version with its tags, which takes over its aliases."""
+    quiet_environment()
+    from multitask import registry
+    from tasks.exclusive import one_at_a_time  # the new version may take over `champion`
+
+    try:
+        name = registry.resolve(model).name
+        with one_at_a_time("promote", name):
+            old, new = registry.reregister(model)
+    except UserError as exc:
+        fail(str(exc))
+    typer.echo(f"{name} version {old.version} is registered again as version {new.version}"
+               + (f" ({', '.join(new.aliases)})" if new.aliases else ""))

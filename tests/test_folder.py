@@ -1,6 +1,7 @@
 """`folder:PATH` datasets: CSV and COCO, image modes, resize policies, and every bad input."""
 
 import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -201,6 +202,35 @@ def _symlink_outside(folder: Path) -> None:
     (folder / "images/000001.png").symlink_to(outside)
 
 
+def _named_twice(spelling: str):
+    """Row 6 names row 3's image again, spelled another way."""
+    def edit(folder: Path) -> None:
+        rows = _rows(folder)
+        rows[5][0] = spelling.format(rows[2][0])
+        _write_rows(folder, rows)
+    return edit
+
+
+def _linked_twice(folder: Path) -> None:
+    rows = _rows(folder)
+    (folder / "alias.png").symlink_to(folder / rows[2][0])
+    rows[5][0] = "alias.png"
+    _write_rows(folder, rows)
+
+
+def _coco_text(text: str):
+    def apply(folder: Path) -> None:
+        _coco(lambda document: None)(folder)
+        (folder / "annotations.json").write_text(text)
+    return apply
+
+
+def _image_bytes(fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (126, 111), (90, 30, 60)).save(out, format=fmt)
+    return out.getvalue()
+
+
 BAD_INPUTS = {
     "missing annotations": (lambda f: (f / "annotations.csv").unlink(), "has neither annotations.csv nor"),
     "empty csv": (_replace_file("annotations.csv", b""), "annotations.csv is empty"),
@@ -231,6 +261,26 @@ BAD_INPUTS = {
     "absolute path": (_edit_row(2, filename="/etc/passwd"), r"row 3: file name '/etc/passwd' is absolute"),
     "symlink out of the folder": (_symlink_outside, r"row 3: file name 'images/000001.png' leads outside"),
     "truncated jpeg": (_truncated_jpeg, r"row 4: cannot decode image .*000002.jpg: image file is truncated"),
+    # formats other than PNG, JPEG, BMP, WebP and GIF are never opened (Pillow would read dozens)
+    "tiff image": (_replace_file("images/000004.png", _image_bytes("TIFF")),
+                   r"000004.png is not a readable image \(PNG, JPEG, BMP, WebP or GIF\)"),
+    "eps image": (_replace_file("images/000004.png", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 126 111\n"),
+                  r"000004.png is not a readable image \(PNG, JPEG, BMP, WebP or GIF\)"),
+    # one image named two ways would be two examples with their own splits (train/test leakage)
+    "same image as ./name": (_named_twice("./{}"), r"annotations.csv row 3 and annotations.csv row 6 name the same "
+                             r"image file images/000001.png \(as 'images/000001.png' and './images/000001.png'\)"),
+    "same image through ..": (_named_twice("images/../{}"), r"row 3 and .*row 6 name the same image file"),
+    "same image through a link": (_linked_twice, r"row 3 and .*row 6 name the same image file images/000001.png"),
+    "csv field over the size limit": (_edit_row(4, label="x" * 140_000),
+                                      r"annotations.csv row 5: not readable as CSV \(field larger than field limit"),
+    "coco nested too deeply": (_coco_text("[" * 100_000 + "]" * 100_000), r"nested too deeply"),
+    "coco not an object": (_coco_text("[1, 2]"), r"expected a JSON object with images, categories and annotations"),
+    "coco annotation not an object": (_coco(lambda d: d["annotations"].insert(3, 7)),
+                                      r"annotations.json annotations #3: must be a JSON object, got '7'"),
+    "coco file_name not a string": (_coco(lambda d: d["images"][2].update(file_name=12)),
+                                    r"image id \d+: file_name must be a non-empty string, got 12"),
+    "coco image listed twice": (_coco(lambda d: d["images"][4].update(file_name=d["images"][2]["file_name"])),
+                                r"image ids \d+ and \d+ name the same image file"),
 }
 
 

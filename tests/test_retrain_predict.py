@@ -1,7 +1,10 @@
 """retrain_flow with its gate, prediction (library, CLI, flow), and model commands."""
 
+import csv
+import io
 import json
 import re
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,7 +18,7 @@ from flows.retrain import retrain_flow
 from multitask import registry
 from multitask.datasets.shapes import CLASS_NAMES
 from multitask.pipeline import box_to_pixels
-from multitask.predict import predict
+from multitask.predict import predict, predictions_csv
 
 from conftest import DEFAULT_MODEL, tiny_config, versions
 
@@ -141,6 +144,21 @@ def test_predict_flow_writes_csv_and_json(first, tmp_path):
     assert (tmp_path / "out" / "predictions.csv").read_text().splitlines()[0] == "image,label,score,xmin,ymin,xmax,ymax"
 
 
+def test_csv_cells_from_user_text_never_become_formulas(first, tmp_path, monkeypatch):
+    """A folder or label starting with = + - @ would run as a formula in a spreadsheet."""
+    monkeypatch.chdir(tmp_path)
+    folder = Path("=HYPERLINK(1)")
+    folder.mkdir()
+    Image.new("RGB", (40, 40), (90, 90, 40)).save(folder / "a.png")
+    predict_flow(model="multitask-shapes@champion", images=str(folder), output="out")
+    [row] = list(csv.DictReader(io.StringIO(Path("out/predictions.csv").read_text())))
+    assert row["image"] == "'=HYPERLINK(1)/a.png"
+    written = predictions_csv([{"image": "a.png", "label": "@SUM(A1)", "score": 0.5,
+                                "box": {"xmin": -1.0, "ymin": 0.0, "xmax": 2.0, "ymax": 3.0}}])
+    cells = list(csv.reader(io.StringIO(written.decode())))[1]
+    assert cells == ["a.png", "'@SUM(A1)", "0.5", "-1.0", "0.0", "2.0", "3.0"]  # numbers stay numbers
+
+
 def test_models_show_and_manual_promotion_records_who_and_why(first):
     runner = CliRunner()
     result = runner.invoke(app, ["models", "promote", "multitask-shapes/1", "--reason", "rollback", "--by", "ana"])
@@ -208,7 +226,8 @@ def test_the_scoring_server_answers_images_as_predict_does(first, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port)], start_new_session=True,
+    server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port),
+                               "--set", "serve.max_request_pixels=10000"], start_new_session=True,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
@@ -233,6 +252,10 @@ def test_the_scoring_server_answers_images_as_predict_does(first, tmp_path):
         assert status == 400 and "row 0" in refused["message"] and "Traceback" not in refused["message"]
         status, refused = _post(url, {"dataframe_split": {"columns": ["picture"], "data": images}})
         assert status == 400 and "missing inputs ['image']" in refused["message"]  # MLflow's schema check
+        status, refused = _post(url, {"dataframe_split": {"columns": ["image"], "data": images * 2}})  # 11,400 px
+        assert status == 400 and refused["message"].endswith(
+            "the request's 4 images declare 11,400 pixels in all, over the budget of 10,000 per request "
+            "(serve.max_request_pixels): send fewer or smaller images")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

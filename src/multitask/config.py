@@ -224,6 +224,17 @@ class GateConfig(Section):
     tolerance: float = Field(0.01, ge=0, le=1, description="Most a head may lose to the champion.")
 
 
+class ServeConfig(Section):
+    """The scoring server (`multitask serve`): what one request may cost."""
+
+    max_request_pixels: int = Field(
+        64_000_000, ge=1, description="Pixels the images of one request may declare in all (width x height "
+        "summed over its rows); more is answered HTTP 400 before any image is decoded. 64 M: about 0.2 GB of "
+        "decoded images and a second of decoding on one core.")
+    batch_size: int = Field(16, ge=1, le=1024, description="Rows decoded and predicted at once: memory holds one "
+                            "batch of decoded images, not the whole request.")
+
+
 class RunConfig(Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -231,6 +242,7 @@ class RunConfig(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     registry: RegistryConfig = RegistryConfig()
     gate: GateConfig = GateConfig()
+    serve: ServeConfig = ServeConfig()
 
     @property
     def model_name(self) -> str:

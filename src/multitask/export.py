@@ -8,7 +8,10 @@ TFLite's `serving_default` signature is the Keras model's: input `image` (1 x S 
 The SavedModel's `serving_default` signature runs, inside the graph, what `multitask predict`
 runs around the Keras model: decode, the training resize policy, normalisation, and boxes back
 to each original image's pixels (`pipeline.pixel_boxes`). TensorFlow decodes the bytes, so a
-JPEG's EXIF orientation is not applied (`multitask predict` applies it).
+JPEG's EXIF orientation is not applied (`multitask predict` applies it). Before it decodes an
+image, the graph reads the size its header declares and refuses (InvalidArgumentError) any
+other format than PNG, JPEG, BMP, GIF and WebP, and an image over the model's pixel limit
+(`max_pixels` in `preprocessing.json`, `data.max_pixels` when it was trained).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import keras
 import tensorflow as tf
 
 from multitask import atomic
+from multitask.config import DEFAULT_MAX_PIXELS
 from multitask.errors import ConfigError, UserError
+from multitask.image_headers import declared_pixels
+from multitask.images import FORMATS_SHOWN
 from multitask.pipeline import normalise, pixel_boxes, resize_image
 
 FORMATS = ("saved_model", "tflite")
@@ -30,15 +36,22 @@ EXPORT_NAMES = {METADATA, "model.tflite", "saved_model.pb", "fingerprint.pb", "v
 
 
 class ImageServing(tf.Module):
-    """`serve(images)`: a batch of encoded PNG/JPEG/BMP/GIF bytes -> `label_scores` (N x classes)
+    """`serve(images)`: a batch of encoded PNG/JPEG/BMP/GIF/WebP bytes -> `label_scores` (N x classes)
     and `box` (N x 4: xmin, ymin, xmax, ymax in pixels of each image)."""
 
-    def __init__(self, model: keras.Model, size: int, policy: str):
+    def __init__(self, model: keras.Model, size: int, policy: str, max_pixels: int):
         super().__init__()
-        self.model, self.size, self.policy = model, size, policy
+        self.model, self.size, self.policy, self.max_pixels = model, size, policy, max_pixels
 
     def _prepare(self, encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        pixels = declared_pixels(encoded)
+        checks = [
+            tf.debugging.Assert(pixels >= 0, [f"not a {FORMATS_SHOWN} image"]),
+            tf.debugging.Assert(pixels <= self.max_pixels, [
+                "the image declares", pixels, f"pixels, over the limit of {self.max_pixels:,} (data.max_pixels)"]),
+        ]
+        with tf.control_dependencies(checks):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
         return normalise(resize_image(image, self.size, self.policy)), tf.shape(image)[:2]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
@@ -82,7 +95,7 @@ def export(model: keras.Model, metadata: dict[str, Any], fmt: str, out: Path, fo
     size, policy = int(metadata["image_size"]), metadata.get("resize", "stretch")
     with atomic.replace_dir(out) as tmp:
         if fmt == "saved_model":
-            serving = ImageServing(model, size, policy)
+            serving = ImageServing(model, size, policy, int(metadata.get("max_pixels", DEFAULT_MAX_PIXELS)))
             tf.saved_model.save(serving, str(tmp), signatures={"serving_default": serving.serve})
         else:
             # From the Keras model itself: through a concrete function, Keras 3's variables came

@@ -1,8 +1,10 @@
-"""Open users' image files safely: a pixel limit, EXIF orientation, any mode to RGB uint8.
+"""Open users' image files safely: the allowed formats, a pixel limit, EXIF orientation, any
+mode to RGB uint8.
 
-Training, evaluation and prediction all read user images through `load_rgb`, so a phone
-photo stored sideways with an EXIF rotation is seen upright everywhere, as annotation tools
-show it (and as its boxes were drawn).
+Training, evaluation, prediction and the scoring server all read user images through this
+module, so a phone photo stored sideways with an EXIF rotation is seen upright everywhere, as
+annotation tools show it (and as its boxes were drawn), and only `FORMATS` are ever decoded:
+Pillow would otherwise also open EPS (through Ghostscript), TIFF, PSD and dozens more.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from multitask.config import DEFAULT_MAX_PIXELS, PILLOW_MAX_PIXELS
 from multitask.errors import DataError
 
+# The only formats read, in Pillow's names (a GIF gives its first frame), and their file suffixes.
+FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+FORMATS_SHOWN = "PNG, JPEG, BMP, WebP or GIF"
 _ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 _EXIF_ORIENTATION = 0x0112
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
@@ -27,20 +33,35 @@ def _where(path: Path | BinaryIO) -> str:
 
 
 def _open(path: Path | BinaryIO, max_pixels: int) -> Image.Image:
-    """Open (headers only) and refuse an image whose declared size is over `max_pixels`."""
+    """Open (headers only) and refuse an image of another format than `FORMATS`, or whose
+    declared size is over `max_pixels`."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit decides
         try:
-            image = Image.open(path)
+            image = Image.open(path, formats=FORMATS)
         except Image.DecompressionBombError as exc:  # over Pillow's hard limit, above ours
             raise DataError(f"{_where(path)} declares more than {PILLOW_MAX_PIXELS:,} pixels, over the limit "
                             f"of {max_pixels:,} (data.max_pixels)") from exc
+        except UnidentifiedImageError as exc:
+            raise DataError(f"{_where(path)} is not a readable image ({FORMATS_SHOWN})") from exc
     width, height = image.size
     if width * height > max_pixels:
         image.close()
         raise DataError(f"{_where(path)} declares {width}x{height} = {width * height:,} pixels, over the limit "
                         f"of {max_pixels:,} (data.max_pixels)")
     return image
+
+
+def declared_size(path: Path | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) as the header declares them, read without decoding; the format and the
+    pixel limit are checked as `load_rgb` checks them."""
+    try:
+        with _open(path, max_pixels) as image:
+            return image.size
+    except DataError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise DataError(f"{_where(path)} is not a readable image ({exc})") from exc
 
 
 def upright_size(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:

@@ -6,6 +6,8 @@ registry metadata), and boxes are mapped back to each original image's pixels.
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,8 @@ import keras
 import numpy as np
 
 from multitask.errors import DataError
-from multitask.images import load_rgb
+from multitask.images import SUFFIXES, load_rgb
 from multitask.pipeline import box_to_pixels, normalise, resize_image
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
 def predict(model: keras.Model, paths: list[Path], metadata: dict[str, Any], batch_size: int = 64) -> list[dict]:
@@ -52,7 +52,28 @@ def predict_images(model: keras.Model, images: list[np.ndarray], metadata: dict[
 def images_in(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist or is not a folder")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES)
     if not paths:
-        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {folder}")
+        raise DataError(f"no images ({', '.join(SUFFIXES)}) under {folder}")
     return paths
+
+
+# A cell starting with one of these is a formula to a spreadsheet (`=cmd|' /C calc'!A0`).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading quote before a formula's first character."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
+def predictions_csv(rows: list[dict]) -> bytes:
+    """`predict`'s rows as CSV; file names and labels (the user's text) cannot become formulas."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["image", "label", "score", "xmin", "ymin", "xmax", "ymax"])
+    for row in rows:
+        box = row["box"]
+        writer.writerow([spreadsheet_safe(row["image"]), spreadsheet_safe(row["label"]), row["score"],
+                         box["xmin"], box["ymin"], box["xmax"], box["ymax"]])
+    return out.getvalue().encode()

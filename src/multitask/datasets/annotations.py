@@ -1,7 +1,9 @@
 """Read a user's folder dataset: `annotations.csv` or COCO `annotations.json`, checked row by row.
 
 Everything is checked before anything is written, and every error names the file and the row
-or image, so a bad folder fails at once and leaves nothing behind.
+or image, so a bad folder fails at once and leaves nothing behind. File names are normalised
+first (`./a.png` and `sub/../a.png` are `a.png`), and one image named two ways is an error:
+otherwise it would be two examples, each with its own split, and a test image could be trained on.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import csv
 import hashlib
 import json
 import math
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +47,11 @@ def stable_split(filename: str) -> str:
     """80/10/10 by a hash of the file name: stable across runs, machines and row order."""
     bucket = int(hashlib.sha256(filename.encode()).hexdigest(), 16) % 10
     return "train" if bucket < 8 else "validation" if bucket == 8 else "test"
+
+
+def _normalised(filename: str) -> str:
+    """The name with `.` and `..` steps folded: the same spelling for the same path."""
+    return posixpath.normpath(filename)
 
 
 def _inside(root: Path, filename: str, where: str) -> Path:
@@ -91,20 +99,38 @@ def _number(text: str, column: str, where: str) -> float:
     return value
 
 
+def _rows(reader: csv.DictReader, path: Path):
+    """(line, row) of each data row; a malformed row (a field over the csv module's size limit, a
+    NUL byte) is one error naming its line."""
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(f"{path.name} row {reader.line_num + 1}: not readable as CSV ({exc})") from None
+        yield reader.line_num, row
+
+
 def _read_csv(path: Path) -> tuple[dict[str, list[_Object]], dict[str, str]]:
     objects: dict[str, list[_Object]] = {}
     splits: dict[str, str] = {}
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is None:
+        try:
+            fieldnames = reader.fieldnames
+        except csv.Error as exc:
+            raise DataError(f"{path.name} row 1: not readable as CSV ({exc})") from None
+        if fieldnames is None:
             raise DataError(f"{path} is empty: expected a header {','.join(CSV_COLUMNS)}[,split]")
-        header = [name.strip() for name in reader.fieldnames]
+        header = [name.strip() for name in fieldnames]
         missing = [c for c in CSV_COLUMNS if c not in header]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}; the header must be "
                             f"{','.join(CSV_COLUMNS)}[,split], got {','.join(header)}")
         reader.fieldnames = header
-        for line, row in enumerate(reader, start=2):
+        for line, row in _rows(reader, path):
             where = f"{path.name} row {line}"
             filename = (row["filename"] or "").strip()
             label = (row["label"] or "").strip()
@@ -125,14 +151,15 @@ def _read_csv(path: Path) -> tuple[dict[str, list[_Object]], dict[str, str]]:
 def _read_coco(path: Path) -> dict[str, list[_Object]]:
     try:
         coco = json.loads(path.read_text(encoding="utf-8"))
-        images = {image["id"]: image["file_name"] for image in coco["images"]}
-        categories = {category["id"]: category["name"] for category in coco["categories"]}
-        annotations = coco["annotations"]
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path} is not valid JSON: {exc}") from exc
-    except (KeyError, TypeError) as exc:
-        raise DataError(f"{path}: COCO needs images[id, file_name], categories[id, name] and "
-                        f"annotations[image_id, category_id, bbox]; missing {exc}") from exc
+    except RecursionError:
+        raise DataError(f"{path} is nested too deeply to be COCO annotations") from None
+    if not isinstance(coco, dict):
+        raise DataError(f"{path}: expected a JSON object with images, categories and annotations")
+    images = _images(_objects(coco, "images", ("id", "file_name"), path), path)
+    categories = {c["id"]: str(c["name"]) for c in _objects(coco, "categories", ("id", "name"), path)}
+    annotations = _objects(coco, "annotations", (), path)
     if not images:
         raise DataError(f"{path} lists no images")
     objects: dict[str, list[_Object]] = {name: [] for name in images.values()}
@@ -142,7 +169,7 @@ def _read_coco(path: Path) -> dict[str, list[_Object]]:
             raise DataError(f"{where}: unknown image_id {annotation.get('image_id')!r}")
         if annotation.get("category_id") not in categories:
             raise DataError(f"{where}: unknown category_id {annotation.get('category_id')!r} "
-                            f"(known: {sorted(categories)})")
+                            f"(known: {sorted(categories, key=str)})")
         bbox = annotation.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4:
             raise DataError(f"{where}: bbox must be [x, y, width, height], got {bbox!r}")
@@ -153,6 +180,39 @@ def _read_coco(path: Path) -> dict[str, list[_Object]]:
     if unannotated:
         raise DataError(f"{path}: {len(unannotated)} image(s) have no annotation, e.g. {unannotated[0]}")
     return objects
+
+
+def _objects(coco: dict, key: str, required: tuple[str, ...], path: Path) -> list[dict]:
+    """`coco[key]`: a list of JSON objects, each with the `required` fields and hashable ids."""
+    items = coco.get(key)
+    if not isinstance(items, list):
+        problem = "missing" if items is None else "not a list"
+        raise DataError(f"{path}: COCO needs images[id, file_name], categories[id, name] and "
+                        f"annotations[image_id, category_id, bbox]; {key!r} is {problem}")
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise DataError(f"{path.name} {key} #{index}: must be a JSON object, got {str(item)[:60]!r}")
+        missing = [field for field in required if field not in item]
+        if missing:
+            raise DataError(f"{path.name} {key} #{index}: missing {', '.join(missing)}")
+        if "id" in required and not isinstance(item["id"], int | str):
+            raise DataError(f"{path.name} {key} #{index}: id must be a number or a string, got {item['id']!r}")
+    return items
+
+
+def _images(items: list[dict], path: Path) -> dict[int | str, str]:
+    """Image id -> file name; each file name a non-empty string, each listed once."""
+    images: dict[int | str, str] = {}
+    first_id: dict[str, int | str] = {}
+    for image in items:
+        name = image["file_name"]
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"{path.name} image id {image['id']}: file_name must be a non-empty string, got {name!r}")
+        if name in first_id:
+            raise DataError(f"{path.name} image ids {first_id[name]} and {image['id']} name the same image file "
+                            f"{name!r}: list each image once")
+        first_id[name], images[image["id"]] = image["id"], name
+    return images
 
 
 def _one_object(filename: str, objects: list[_Object], multi_object: str) -> _Object | None:
@@ -194,12 +254,27 @@ def read_folder(root: Path, multi_object: str = "error",
             raise DataError(f"{root} has neither {CSV_NAME} nor {COCO_NAME}")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read annotations in {root}: {exc}") from exc
+    _check_named_once(root, annotations)
     examples = []
     for filename, objects in annotations.items():
         chosen = _one_object(filename, objects, multi_object)
         if chosen is None:
             continue
-        size = _image_size(root, filename, chosen.where, max_pixels)
-        split = splits.get(filename) or stable_split(filename)
-        examples.append(Example(filename, chosen.label, _box(chosen, filename, size), split, chosen.where))
+        name = _normalised(filename)
+        size = _image_size(root, name, chosen.where, max_pixels)
+        split = splits.get(filename) or stable_split(name)
+        examples.append(Example(name, chosen.label, _box(chosen, name, size), split, chosen.where))
     return examples, _check_classes(examples, source)
+
+
+def _check_named_once(root: Path, annotations: dict[str, list[_Object]]) -> None:
+    """One image file under two names (`a.png`, `./a.png`, a symlink to it) is an error."""
+    seen: dict[Path, tuple[str, str]] = {}  # the real file -> (its first name, where)
+    for filename, objects in annotations.items():
+        where = objects[0].where if objects else filename
+        real = _inside(root, filename, where)
+        if real in seen:
+            first, first_where = seen[real]
+            raise DataError(f"{first_where} and {where} name the same image file {real.relative_to(root.resolve())} "
+                            f"(as {first!r} and {filename!r}): name each image once")
+        seen[real] = (filename, where)

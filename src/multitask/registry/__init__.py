@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "champion", "changed_sections", "client",
-    "fetch", "find_version", "lineage_tags", "list_models", "load_model", "load_registered", "model_uri",
-    "parse_reference", "preprocessing", "promote", "register", "resolve", "run_url", "set_tags", "show",
-    "version_matches",
+    "fetch", "fetch_servable", "find_version", "lineage_tags", "list_models", "load_model", "load_registered",
+    "model_uri", "parse_reference", "preprocessing", "promote", "register", "reregister", "resolve", "run_url",
+    "set_tags", "show", "version_matches",
 ]
 
 if TYPE_CHECKING:
     from multitask.registry.lineage import LINEAGE_TAG, changed_sections, lineage_tags
-    from multitask.registry.loading import fetch, load_model, load_registered
+    from multitask.registry.loading import fetch, fetch_servable, load_model, load_registered
     from multitask.registry.peek import aliases, version_matches
     from multitask.registry.references import model_uri, parse_reference
-    from multitask.registry.runs import register, run_url
+    from multitask.registry.runs import register, reregister, run_url
     from multitask.registry.store import client
     from multitask.registry.versions import (
         CHALLENGER,
@@ -42,10 +42,10 @@ if TYPE_CHECKING:
 
 _MODULE_OF = {
     "LINEAGE_TAG": "lineage", "changed_sections": "lineage", "lineage_tags": "lineage",
-    "fetch": "loading", "load_model": "loading", "load_registered": "loading",
+    "fetch": "loading", "fetch_servable": "loading", "load_model": "loading", "load_registered": "loading",
     "aliases": "peek", "version_matches": "peek",
     "model_uri": "references", "parse_reference": "references",
-    "register": "runs", "run_url": "runs",
+    "register": "runs", "reregister": "runs", "run_url": "runs",
     "client": "store",
     **dict.fromkeys(("CHALLENGER", "CHAMPION", "champion", "find_version", "list_models", "preprocessing",
                      "promote", "resolve", "set_tags", "show"), "versions"),

@@ -1,4 +1,5 @@
-"""Downloading registered models and loading them safely (Keras safe mode)."""
+"""Downloading registered models and loading them safely: Keras safe mode for the `.keras` file,
+and for serving, only a model that MLflow loads through this package's own module."""
 
 from __future__ import annotations
 
@@ -9,21 +10,31 @@ import keras
 import mlflow
 from mlflow.exceptions import MlflowException
 
-from multitask import workspace
+from multitask import atomic, workspace
 from multitask.errors import UserError
 from multitask.model import load
 from multitask.registry.references import model_uri
 from multitask.registry.store import client
+from multitask.serving import LOADER_MODULE
+
+
+def download(reference: str, dest: Path) -> Path:
+    """Download a registered model's MLflow model folder into `dest`; return that folder."""
+    uri = model_uri(reference)
+    client()
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    except MlflowException as exc:
+        raise UserError(f"no registered model {reference!r}: {exc.message}") from exc
 
 
 def fetch(reference: str, dest: Path) -> tuple[Path, dict[str, Any]]:
     """Download a registered model; return its `.keras` file and its preprocessing metadata."""
-    uri = model_uri(reference)
-    client()
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-    except MlflowException as exc:
-        raise UserError(f"no registered model {reference!r}: {exc.message}") from exc
+    return keras_file(download(reference, dest), reference)
+
+
+def keras_file(local: Path, reference: str) -> tuple[Path, dict[str, Any]]:
+    """The `.keras` file in a downloaded MLflow model folder, and its preprocessing metadata."""
     keras_files = sorted(local.rglob("*.keras"))
     if not keras_files:
         raise UserError(f"registered model {reference!r} holds no .keras file")
@@ -48,3 +59,33 @@ def load_registered(reference: str) -> tuple[keras.Model, dict[str, Any]]:
 
 def load_model(reference: str) -> keras.Model:
     return load_registered(reference)[0]
+
+
+def serving_problem(model_dir: Path, reference: str) -> str | None:
+    """Why the MLflow model in `model_dir` must not be served, or None.
+
+    Served, it must load through `multitask.serving` from the installed package: not a pickled
+    Python model (unpickling runs whatever code the registry holds), not code shipped in the
+    artifacts (models-from-code files, `code` paths put before the installed package).
+    """
+    conf = mlflow.models.Model.load(str(model_dir)).flavors.get("python_function") or {}
+    if "python_model" in conf:
+        name, _, version = reference.partition("/")
+        return (f"{reference} was registered with a pickled Python model, which serving would unpickle: "
+                f"re-register it with `multitask models reregister {name}/{version}`, or retrain")
+    if conf.get("loader_module") != LOADER_MODULE or conf.get("code") or "model_code_path" in conf:
+        return (f"{reference} is not loaded by {LOADER_MODULE} alone (loader {conf.get('loader_module')!r}, "
+                f"code {conf.get('code') or conf.get('model_code_path')!r}): refused")
+    return None
+
+
+def fetch_servable(reference: str, dest: Path) -> Path:
+    """Download a registered version's MLflow model into `dest` (replaced whole) and check that it
+    may be served (`serving_problem`); the folder is what the scoring server then loads, so what
+    was checked is what runs."""
+    with atomic.replace_dir(dest) as tmp:
+        local = download(reference, tmp)
+        if (problem := serving_problem(local, reference)) is not None:
+            raise UserError(problem)
+        relative = local.relative_to(tmp)
+    return dest / relative

@@ -15,13 +15,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from multitask import workspace
 from multitask.config import RunConfig
-from multitask.model import input_size
+from multitask.errors import UserError
+from multitask.model import input_size, load
 from multitask.records import EvalReport, ModelVersion, TrainedModelRef
+from multitask.registry.loading import download, keras_file, serving_problem
 from multitask.registry.peek import TRAIN_FINGERPRINT_TAG
 from multitask.registry.store import client, experiment_id
-from multitask.registry.versions import ensure_aliases, find_version, record
-from multitask.serving import COLUMN, ImagePredictor
+from multitask.registry.versions import ensure_aliases, find_version, record, resolve
+from multitask.serving import COLUMN, LOADER_MODULE
 from multitask.train import read_history
 
 
@@ -37,6 +40,19 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # The served model takes one string column of base64 image bytes (see multitask.serving).
 SIGNATURE = ModelSignature(inputs=Schema([ColSpec("string", COLUMN)]))
+
+
+def log_served_model(keras_path: Path, preprocessing: dict[str, Any]) -> Any:
+    """Log the served pyfunc model into the active run: the `.keras` file as its data, loaded by
+    `multitask.serving` (no pickled object); `preprocessing` as its config and metadata."""
+    # Explicit requirements: MLflow's inference imports the model in a subprocess (slow).
+    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
+    with warnings.catch_warnings():  # an input example would need an image; the signature says the input
+        warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
+        return mlflow.pyfunc.log_model(
+            name="model", loader_module=LOADER_MODULE, data_path=str(keras_path), model_config=preprocessing,
+            metadata=preprocessing, signature=SIGNATURE, pip_requirements=requirements)
+
 
 def register(
     trained: TrainedModelRef,
@@ -70,13 +86,7 @@ def register(
         mlflow.log_dict(config.model_dump(), "config.json")
         for path in [*report.files, Path(trained.history_path)]:
             mlflow.log_artifact(str(path))
-        # Explicit requirements: MLflow's inference imports the model in a subprocess (slow).
-        requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"]
-        with warnings.catch_warnings():  # an input example would need an image; the signature says the input
-            warnings.filterwarnings("ignore", message=".*An input example was not provided", category=UserWarning)
-            info = mlflow.pyfunc.log_model(
-                name="model", python_model=ImagePredictor(), artifacts={"keras_model": trained.model_path},
-                model_config=preprocessing, metadata=preprocessing, signature=SIGNATURE, pip_requirements=requirements)
+        info = log_served_model(Path(trained.model_path), preprocessing)
     version_tags = {
         **tags,
         TRAIN_FINGERPRINT_TAG: trained.fingerprint,
@@ -91,6 +101,38 @@ def register(
                                 model_id=info.model_id)
     ensure_aliases(c, name, mv.version, first_is_champion)
     return record(c, name, mv.version, run.info.run_id)
+
+
+REREGISTERED_FROM = "multitask.reregistered_from"
+
+
+def reregister(reference: str) -> tuple[ModelVersion, ModelVersion]:
+    """A version registered with a pickled model, registered again the way versions are now (the
+    same `.keras` file, loaded by `multitask.serving`): a new version with the old one's tags,
+    which takes over its aliases. Returns (old, new). The caller holds the promotion lock when
+    the old version is champion.
+
+    The `.keras` file is loaded in safe mode first, so a model that `predict` refuses is not
+    given a new life; nothing of the old model is unpickled.
+    """
+    old = resolve(reference)
+    name, ref = old.name, f"{old.name}/{old.version}"
+    c = client()
+    with workspace.scratch("reregister") as tmp:
+        local = download(ref, tmp)
+        if serving_problem(local, ref) is None:
+            raise UserError(f"{ref} is already registered without a pickled model: nothing to do")
+        keras_path, preprocessing = keras_file(local, ref)
+        load(keras_path, compile=False)
+        found = c.get_model_version(name, old.version)
+        with mlflow.start_run(experiment_id=experiment_id(c, name), run_name=f"reregister {ref}") as run:
+            mlflow.set_tags({REREGISTERED_FROM: ref, "multitask.source_run": found.run_id or ""})
+            info = log_served_model(keras_path, preprocessing)
+    new = c.create_model_version(name, source=info.model_uri, run_id=run.info.run_id, model_id=info.model_id,
+                                 tags={**found.tags, REREGISTERED_FROM: old.version})
+    for alias in found.aliases:
+        c.set_registered_model_alias(name, alias, new.version)
+    return old, record(c, name, new.version, run.info.run_id)
 
 
 def _ensure_registered_model(c: MlflowClient, name: str) -> None:
