@@ -12,7 +12,6 @@ from pathlib import Path
 
 import keras
 import mlflow
-import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
@@ -66,8 +65,9 @@ def test_a_request_over_the_pixel_budget_is_refused_before_decoding(keras_file, 
     """16 rows of 7071 x 7071 (a black PNG of that size is about 146 KB): gigabytes once decoded."""
     decoded = []
     monkeypatch.setattr(serving, "load_rgb", lambda *a: decoded.append(a) or pytest.fail("decoded"))
-    with pytest.raises(MlflowException, match=r"the request's 16 images declare 799,984,656 pixels in all, "
-                                              r"over the budget of 64,000,000 per request \(serve.max_request_pixels\)"):
+    refused = (r"the request's 16 images declare 799,984,656 pixels in all, over the budget of 64,000,000 per "
+               r"request \(serve.max_request_pixels\)")
+    with pytest.raises(MlflowException, match=refused):
         _predictor(keras_file).predict(_frame(*[png_declaring(7071, 7071)] * 16))
     assert decoded == []
 
