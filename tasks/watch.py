@@ -1,25 +1,52 @@
-"""Watch steps: look at a dataset, and announce a change as a Prefect event (a deployment
-trigger on that event starts the retraining)."""
+"""Watch steps: look at a dataset, announce a change as a Prefect event (a deployment trigger on
+that event starts the retraining), and only then remember the look (at least once: a change whose
+event did not go out is seen and announced again by the next look)."""
 
 from __future__ import annotations
 
+import uuid
+
 from prefect import task
-from prefect.events import emit_event
+from prefect.events import Event
+from prefect.events.clients import get_events_client
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 from multitask import workspace
-from multitask.watch import Look, look
+from multitask.watch import Look, look, remember
 from tasks import retries
 
 CHANGED = "multitask.dataset.changed"
 
 
+def _state_dir():
+    return workspace.root() / "watch"
+
+
 @task(name="look_at_dataset", **retries.IO)
 def look_at_dataset(spec: str) -> Look:
-    return look(spec, workspace.root() / "watch")
+    return look(spec, _state_dir())
 
 
-@task(name="announce_change")
+@task(name="announce_change", **retries.IO)
 def announce_change(seen: Look) -> None:
-    """The event's resource is the dataset spec; its payload, the old and new fingerprints."""
-    emit_event(event=CHANGED, resource={"prefect.resource.id": seen.spec, "prefect.resource.name": seen.spec},
-               payload={"dataset": seen.spec, "old": seen.old, "new": seen.new})
+    """The event's resource is the dataset spec; its payload, the old and new fingerprints.
+
+    Sent with the events client itself, not the background queue `emit_event` uses: that one
+    logs a failure and carries on. Here a failure fails the step (and it is retried), and the
+    step ends only once the server has the event (a ping answered after it). The event's id
+    follows from the change, so an event sent again for the same change is the same event.
+    """
+    event = Event(event=CHANGED, id=uuid.uuid5(uuid.NAMESPACE_URL, f"{seen.spec}#{seen.old}->{seen.new}"),
+                  resource={"prefect.resource.id": seen.spec, "prefect.resource.name": seen.spec},
+                  payload={"dataset": seen.spec, "old": seen.old, "new": seen.new})
+    run_coro_as_sync(_send(event))
+
+
+async def _send(event: Event) -> None:
+    async with get_events_client(checkpoint_every=1) as client:  # a checkpoint pings after each event
+        await client.emit(event)
+
+
+@task(name="remember_look", **retries.IO)
+def remember_look(seen: Look) -> None:
+    remember(seen, _state_dir())

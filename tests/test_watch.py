@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from multitask.errors import DataError
-from multitask.watch import look
+from multitask import watch
+from multitask.watch import look, remember
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,27 +26,81 @@ def folder(tmp_path):
     return root
 
 
+def _look(spec, state):
+    """A look that is remembered, as the watch flow does once the change is announced."""
+    seen = look(spec, state)
+    remember(seen, state)
+    return seen
+
+
 def test_a_change_is_seen_once_and_only_when_the_content_changed(folder, tmp_path):
     spec, state = f"folder:{folder}", tmp_path / "watch"
-    first = look(spec, state)
+    first = _look(spec, state)
     assert (first.changed, first.old, first.hashed) == (False, None, True)  # the first look only records
 
-    again = look(spec, state)
+    again = _look(spec, state)
     assert (again.changed, again.new, again.hashed) == (False, first.new, False)  # nothing moved: no file read
 
     image = folder / "images" / "a.png"
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))  # touched, same bytes
-    touched = look(spec, state)
+    touched = _look(spec, state)
     assert (touched.changed, touched.new, touched.hashed) == (False, first.new, True)
 
     image.write_bytes(b"other image")
-    edited = look(spec, state)
+    edited = _look(spec, state)
     assert edited.changed and edited.hashed
     assert (edited.old, edited.new) == (first.new, edited.new) and edited.new != first.new
-    assert not look(spec, state).changed  # seen once
+    assert not _look(spec, state).changed  # seen once
 
     (folder / "images" / "b.png").write_bytes(b"a new image")
-    assert look(spec, state).changed
+    assert _look(spec, state).changed
+
+
+def test_a_change_is_seen_until_it_is_remembered(folder, tmp_path):
+    """A crash (or an event that did not go out) between the look and `remember`: the next look
+    sees the same change again."""
+    spec, state = f"folder:{folder}", tmp_path / "watch"
+    first = _look(spec, state)
+    (folder / "images" / "a.png").write_bytes(b"other image")
+    seen = look(spec, state)
+    assert seen.changed and look(spec, state) == seen
+    remember(seen, state)
+    assert not look(spec, state).changed and look(spec, state).old == seen.new != first.new
+
+
+@pytest.mark.parametrize("content", ["", "{", "[1, 2]", '{"listing": 3}'])
+def test_an_unreadable_state_file_is_a_first_look(folder, tmp_path, caplog, content):
+    spec, state = f"folder:{folder}", tmp_path / "watch"
+    _look(spec, state)
+    [saved] = state.iterdir()
+    saved.write_text(content)
+    seen = look(spec, state)
+    assert (seen.changed, seen.old, seen.hashed) == (False, None, True)
+    assert "unreadable" in caplog.text and "taking this one as the first" in caplog.text
+    remember(seen, state)
+    assert look(spec, state).new == seen.new
+
+
+def test_a_file_vanishing_mid_scan_means_scanning_again(folder, tmp_path, monkeypatch):
+    spec, state = f"folder:{folder}", tmp_path / "watch"
+    real, vanished = watch.hash_tree, []
+
+    def moving_folder(root):
+        if not vanished:
+            vanished.append(1)
+            raise FileNotFoundError(2, "No such file or directory", str(root / "images" / "gone.png"))
+        return real(root)
+
+    monkeypatch.setattr(watch, "hash_tree", moving_folder)
+    assert _look(spec, state).new == real(folder) and vanished == [1]
+
+    def always_moving(root):
+        raise FileNotFoundError(2, "No such file or directory", str(root / "images" / "gone.png"))
+
+    monkeypatch.setattr(watch, "hash_stat", always_moving)
+    monkeypatch.setattr(watch, "SCANS", 2)
+    with pytest.raises(TimeoutError, match="files kept vanishing"):  # transient: the step is retried
+        look(spec, state)
 
 
 def test_datasets_that_never_change_and_a_missing_folder(tmp_path):
@@ -61,3 +117,41 @@ def test_the_watch_flow_imports_neither_tensorflow_nor_mlflow():
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def _events(spec: str) -> list[dict]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        answer = client.request("POST", "/events/filter", json={
+            "filter": {"event": {"name": ["multitask.dataset.changed"]}, "resource": {"id": [spec]}}})
+    return answer.json()["events"]
+
+
+def test_an_event_that_did_not_go_out_is_sent_by_the_next_run(prefect_server, workspace, folder, monkeypatch):
+    from flows.watch import watch_flow
+    from tasks import watch as watch_steps
+
+    from conftest import no_retry_waits
+
+    spec = f"folder:{folder}"
+    assert not watch_flow(spec)["changed"]
+    (folder / "images" / "a.png").write_bytes(b"other image")
+    no_retry_waits(monkeypatch, watch_steps.announce_change)
+    with monkeypatch.context() as patch:
+        patch.setattr(watch_steps, "_send", lambda event: (_ for _ in ()).throw(ConnectionError("server gone")))
+        with pytest.raises(ConnectionError):
+            watch_flow(spec)
+    seen = watch_flow(spec)
+    assert seen["changed"] and seen["old"] != seen["new"]
+    assert not watch_flow(spec)["changed"]  # remembered once announced
+    events = _poll(lambda: _events(spec))
+    assert [(e["payload"]["old"], e["payload"]["new"]) for e in events] == [(seen["old"], seen["new"])]
+
+
+def _poll(read, timeout: float = 30):
+    deadline, found = time.monotonic() + timeout, read()
+    while not found and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found = read()
+    return found
