@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from multitask.errors import DataError
 from multitask import watch
+from multitask.errors import DataError
 from multitask.watch import look, remember
 
 ROOT = Path(__file__).resolve().parents[1]
