@@ -16,7 +16,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install --upgrade pip setuptools  # a new venv's setuptools has known advisories
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $(STAMP)
 
@@ -24,11 +24,13 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/multitask train $(ARGS)
 
-## Style, types and layers: ruff, mypy on the library, import-linter contracts (pyproject.toml)
+## Style, types, layers and known vulnerabilities: ruff, mypy on the library, import-linter contracts
+## (pyproject.toml), tools/audit.py (pip-audit and tools/advisories.toml on the installed packages)
 lint: $(STAMP)
-	$(BIN)/ruff check src cli tasks flows tests bench deployments
+	$(BIN)/ruff check src cli tasks flows tests bench deployments tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python tools/audit.py
 
 ## The whole test suite (tiny datasets, Prefect under its test harness), TEST_WORKERS processes
 test: $(STAMP)
