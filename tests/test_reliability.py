@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cli import app
 from flows.data import data_flow
 from flows.train import train_flow
-from multitask import pipeline, registry, workspace
+from multitask import atomic, pipeline, registry, workspace
 from multitask.datasets.export import write_folder
 from multitask.errors import UserError, WorkspaceError
 from tasks import data as data_tasks
@@ -212,3 +212,52 @@ def test_no_login_name_is_needed_to_import_or_promote(baseline, monkeypatch):
     result = CliRunner().invoke(app, ["models", "promote", "multitask-shapes/1", "--reason", "test"])
     assert result.exit_code == 0, result.output
     assert registry.show("multitask-shapes/1")["tags"]["promoted_by"] == "container-user"
+
+
+def _recording_syncs(monkeypatch) -> list[tuple[str, str]]:
+    """Record, in order, each fsync (the path its descriptor names) and each rename or link."""
+    events: list[tuple[str, str]] = []
+    fsync, replace, link = os.fsync, os.replace, os.link
+
+    def recorded_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    def recorded(kind, call):
+        def run(src, dst, *args, **kwargs):
+            events.append((kind, str(dst)))
+            return call(src, dst, *args, **kwargs)
+        return run
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded("replace", replace))
+    monkeypatch.setattr(os, "link", recorded("link", link))
+    return events
+
+
+@pytest.mark.parametrize("write", [
+    lambda path: atomic.write_json(path, {"a": 1}),
+    lambda path: atomic.create_json(path, {"a": 1}),
+])
+def test_atomic_writes_reach_the_disk_before_and_after_their_rename(tmp_path, monkeypatch, write):
+    """Without an fsync before the rename a power loss can leave the new name on an empty file;
+    without one of the folder after, the rename itself can be lost."""
+    events = _recording_syncs(monkeypatch)
+    write(tmp_path / "state.json")
+    [(kind, dst)] = [(k, d) for k, d in events if k != "fsync"]
+    at = events.index((kind, dst))
+    assert dst == str(tmp_path / "state.json")
+    assert any(k == "fsync" and Path(p).parent == tmp_path and Path(p).name.startswith(".state.tmp-")
+               for k, p in events[:at]), events
+    assert ("fsync", str(tmp_path)) in events[at + 1:], events
+
+
+def test_a_replaced_folder_is_on_disk_before_its_rename(tmp_path, monkeypatch):
+    events = _recording_syncs(monkeypatch)
+    with atomic.replace_dir(tmp_path / "out") as out:
+        (out / "inner").mkdir()
+        (out / "inner" / "model.bin").write_bytes(b"weights")
+    at = events.index(("replace", str(tmp_path / "out")))
+    synced = {Path(p).name for k, p in events[:at] if k == "fsync"}
+    assert {"model.bin", "inner"} <= synced, events
+    assert ("fsync", str(tmp_path)) in events[at + 1:], events

@@ -29,6 +29,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "deployments" / "stack"
 LOAD_RUNS = 8
+STACK_MODULE = stack_module()
 
 
 def _exports(stdout: str) -> dict[str, str]:
@@ -51,7 +52,7 @@ def stack():
     try:
         assert up.returncode == 0, up.stderr + "".join(p.read_text()[-3000:] for p in (root / "logs").glob("*"))
         print(f"stack up in {time.monotonic() - started:.1f} s")
-        yield stack_module().Stack(root), up, _exports(up.stdout)
+        yield STACK_MODULE.Stack(root), up, _exports(up.stdout)
     finally:
         subprocess.run([str(STACK / "down.sh"), str(root)], timeout=180, env={**os.environ, **python})
         left = _processes_of(root)
@@ -59,6 +60,11 @@ def stack():
     # down.sh stops the flow runs in flight too (`deployed` leaves one); Prefect starts each in a
     # session of its own.
     assert not left, f"still running after down.sh: {left}"
+
+
+def _exports_of(st) -> dict[str, str]:
+    """What `eval "$(cat DIR/env)"` sets: a client of the stack."""
+    return _exports((st.dir / "env").read_text())
 
 
 def _processes_of(root: Path) -> list[str]:
@@ -157,15 +163,19 @@ def _state(st, run_id: str) -> dict:
     return json.loads(st.request("prefect", f"/flow_runs/{run_id}")[1])["state"]
 
 
+def _finished(st, run_ids) -> dict[str, str]:
+    """Final state name of each flow run in `run_ids` that has finished."""
+    states = {run_id: _state(st, run_id) for run_id in run_ids}
+    return {run_id: state["name"] for run_id, state in states.items()
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")}
+
+
 def _wait_for(st, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
     """Final state name of each flow run, polled through the server (unfinished ones left out)."""
     final: dict[str, str] = {}
 
     def all_finished() -> bool:
-        for run_id in set(run_ids) - set(final):
-            state = _state(st, run_id)
-            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                final[run_id] = state["name"]
+        final.update(_finished(st, set(run_ids) - set(final)))
         return len(final) == len(run_ids)
 
     _poll(all_finished, timeout)
@@ -233,6 +243,119 @@ def test_a_version_reads_back_without_mlflow_as_mlflow_reads_it(stack, monkeypat
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
     with pytest.raises(RuntimeError, match="refused reading stack-peek/1: 401"):
         peek.version("stack-peek", "1")
+
+
+def _start_worker(st, queue: str) -> subprocess.Popen:
+    """A process worker of its own, as on another machine: its own MULTITASK_HOME and PREFECT_HOME,
+    taking runs from the pool's queue `queue` only."""
+    args, env = st.command("worker")
+    env |= {"MULTITASK_HOME": str(st.dir / queue / "workspace"), "PREFECT_HOME": str(st.dir / queue / "prefect")}
+    status, body = st.request("prefect", f"/work_pools/{STACK_MODULE.POOL}/queues", {"name": queue})
+    assert status in (201, 409), body
+    with open(st.logs / f"{queue}.log", "ab") as log:
+        return subprocess.Popen([*args, "--work-queue", queue, "--name", queue], env=env, cwd=ROOT,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _online_workers(st) -> set[str]:
+    status, body = st.request("prefect", f"/work_pools/{STACK_MODULE.POOL}/workers/filter", {})
+    return {w["name"] for w in json.loads(body) if w.get("status") == "ONLINE"} if status == 200 else set()
+
+
+def _run_on(st, deployment: str, queue: str, *sets: str) -> str:
+    parameters = tiny_parameters(*sets)
+    status, body = st.request("prefect", f"/deployments/name/{deployment}")
+    status, body = st.request("prefect", f"/deployments/{json.loads(body)['id']}/create_flow_run",
+                              {"parameters": parameters, "work_queue_name": queue})
+    assert status == 201, body
+    return json.loads(body)["id"]
+
+
+def _version_tags(st, model: str) -> dict[str, dict[str, str]]:
+    found = _mlflow(st, f"/api/2.0/mlflow/model-versions/search?filter=name%3D%27{model}%27")["model_versions"]
+    return {v["version"]: {t["key"]: t["value"] for t in v.get("tags", [])} for v in found}
+
+
+def _champion(st, model: str) -> str:
+    return _mlflow(st, f"/api/2.0/mlflow/registered-models/alias?name={model}&alias=champion")["model_version"][
+        "version"]
+
+
+@pytest.fixture
+def team(deployed):
+    """Two workers with workspaces of their own (queues team-a and team-b) in place of the
+    stack's worker, which takes runs from every queue; the stack's worker is back afterwards."""
+    st = deployed
+    st.stop("worker")
+    workers: dict[str, subprocess.Popen] = {}
+    try:
+        for queue in ("team-a", "team-b"):
+            workers[queue] = _start_worker(st, queue)
+        assert _poll(lambda: _online_workers(st) >= set(workers), 120), (st.logs / "team-a.log").read_text()[-3000:]
+        yield st
+    finally:
+        for proc in workers.values():
+            STACK_MODULE._end([proc.pid, *STACK_MODULE._children(proc.pid)], reap=proc.poll)
+        st.start("worker")
+        st.wait("worker")
+
+
+# `multitask models promote`, its imports done before the arguments arrive (one JSON line on stdin),
+# so that it promotes within a second of being told to, while a retrain is between two steps.
+PROMOTER = ("import json, sys; import multitask.registry, tasks.exclusive; from cli import app; "
+            "app(json.loads(sys.stdin.readline()))")
+
+
+def _task_started(st, run_id: str, task: str) -> bool:
+    status, body = st.request("prefect", "/task_runs/filter", {
+        "flow_runs": {"id": {"any_": [run_id]}}, "task_runs": {"name": {"like_": task}}})
+    return status == 200 and any(t["state"]["type"] in ("RUNNING", "COMPLETED") for t in json.loads(body))
+
+
+def test_two_workers_retraining_one_model_promote_only_against_the_current_champion(team):
+    """Two retrains of one model with different seeds, started at once on two workers, and a
+    person promoting by hand while the second trains: the retrains take turns, the manual promotion
+    is not undone, each gate judges against the champion of its moment, every version is there."""
+    st, model = team, "stack-team"
+    name = f'registry.model_name="{model}"'
+    first = _run_on(st, "train/train", "team-a", name)
+    assert _wait_for(st, [first]) == {first: "Completed"}, _run_logs(st, [first])[-8000:]
+    assert _champion(st, model) == "1"
+
+    promoter = subprocess.Popen([sys.executable, "-c", PROMOTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                env={**os.environ, **_exports_of(st), "MULTITASK_HOME": str(st.dir / "cli")})
+    try:
+        gate = ("gate.min_accuracy=0", "gate.min_mean_iou=0", "train.epochs=3")
+        retrains = [_run_on(st, "retrain/retrain-nightly", "team-a", name, "train.seed=1", *gate),
+                    _run_on(st, "retrain/retrain-nightly", "team-b", name, "train.seed=2", *gate)]
+        final = _poll(lambda: _finished(st, retrains), 600)
+        assert len(final) == 1 and set(final.values()) == {"Completed"}, _run_logs(st, retrains)[-8000:]
+        second = next(run for run in retrains if run not in final)
+        after_first = _champion(st, model)  # v2 if the first retrain's challenger won, else still v1
+        by_hand = "1" if after_first == "2" else "2"
+        # the second has read the champion and trains: a promotion now moves it under its feet
+        assert _poll(lambda: _task_started(st, second, "train_model%"), 300), _run_logs(st, [second])[-8000:]
+        out, err = promoter.communicate(json.dumps(["models", "promote", f"{model}/{by_hand}", "--reason",
+                                                    "rollback"]) + "\n", timeout=120)
+    finally:
+        promoter.kill()
+    assert promoter.returncode == 0, err
+    assert _wait_for(st, [second]) == {second: "Completed"}, _run_logs(st, [second])[-8000:]
+
+    tags = _version_tags(st, model)
+    assert sorted(tags, key=int) == ["1", "2", "3"]
+    assert tags["2"]["gate.champion_version"] == "1"  # the first retrain: judged against v1, untouched
+    assert tags[by_hand]["promotion"] == "manual" and tags[by_hand]["champion.previous"] == after_first
+    # the second retrain read the champion before the hand promotion and judged again after it
+    assert f"the champion moved from v{after_first} to v{by_hand} during this run" in _run_logs(st, [second])
+    assert tags["3"]["gate.champion_version"] == by_hand
+    if tags["3"]["gate.decision"] == "promoted":
+        assert _champion(st, model) == "3" and tags["3"]["champion.previous"] == by_hand
+    else:
+        assert _champion(st, model) == by_hand
+    for queue in ("team-a", "team-b"):  # each worker built the dataset in its own workspace
+        assert list((st.dir / queue / "workspace").rglob("dataset_info.json")), queue
 
 
 def test_eight_concurrent_runs_all_complete_and_register(deployed):

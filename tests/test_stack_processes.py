@@ -150,3 +150,13 @@ def test_private_files_are_written_whole_with_mode_600(tmp_path):
     stack._write_private(path, "value")
     assert path.read_text() == "value" and oct(path.stat().st_mode & 0o777) == "0o600"
     assert not (tmp_path / "target").exists() and not (tmp_path / "secrets" / "token.partial").exists()
+
+
+def test_private_files_reach_the_disk_before_and_after_their_rename(tmp_path, monkeypatch):
+    """After a power loss a token file holds the old value or the new, never nothing."""
+    events, fsync, rename = [], os.fsync, os.rename
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(os.readlink(f"/proc/self/fd/{fd}")), fsync(fd))[1])
+    monkeypatch.setattr(os, "rename", lambda src, dst: (events.append(("rename", str(dst))), rename(src, dst))[1])
+    stack._write_private(tmp_path / "secrets" / "prefect_token", "value")
+    assert events == [str(tmp_path / "secrets" / "prefect_token.partial"),
+                      ("rename", str(tmp_path / "secrets" / "prefect_token")), str(tmp_path / "secrets")]
