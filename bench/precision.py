@@ -3,7 +3,7 @@
 The `default` preset trained for a fixed number of epochs (no early stop, so both precisions get
 the same budget) with each of `seeds` seeds, on `shapes` and on the cluttered folder set, then
 evaluated on their test splits (1000 and about 250 images). Called by bench/run.py (`--only P6`
-measures it alone).
+measures it alone; `--p6-from FILE` takes it from an earlier results file of the same machine).
 """
 
 from __future__ import annotations
@@ -63,3 +63,8 @@ def p6_summary(results: dict) -> dict:
     worst = min(v for block in results["datasets"].values() for v in block["points"].values())
     return {**results, "value": worst, "goal": ">= -0.5 points (bfloat16 - float32, worst of accuracy and mean IoU)",
             "within_half_a_point": worst >= -0.5}
+
+
+def p6_from(results_file: Path) -> dict:
+    """P6 as an earlier run on this machine measured it (its `P6`), summarised again, with the file's name."""
+    return {**p6_summary(json.loads(results_file.read_text())["P6"]), "source": results_file.name}

@@ -4,8 +4,8 @@ For each dataset (`shapes`; the cluttered folder set; glyphs on photographs) and
 `multitask train --dataset SPEC --json` in a fresh workspace (every step computed) with no
 other flag but the seeds and any `--set` given here, and records test accuracy, mean IoU,
 IoU>=0.5, epochs run, why training stopped and training minutes, next to the starting
-point's script speed (images/s) measured in the same run, so minutes can be scaled to other
-machines. Writes bench/results/quality-<host>-<date>-<label>-<datasets>.json; `--doc` rewrites
+point's script speed (images/s) measured in the same run: how fast this machine was that hour.
+Writes bench/results/quality-<host>-<date>-<label>-<datasets>.json; `--doc` rewrites
 docs/quality.md's results table from every quality-*.json of this machine and date.
 
     python bench/quality.py --seeds 3                     # the default recipe
@@ -34,10 +34,11 @@ DATASETS = {"shapes": None, "cluttered": "cluttered", "photo": "photo"}  # name 
 
 def seed_script_images_per_second(workdir: Path) -> float:
     """The starting point's script (bench/plain_seed.py) on 3000 `shapes` images, in a child process."""
-    code = ("import sys; sys.path.insert(0, 'bench'); import run; from pathlib import Path; "
-            f"s, _ = run.shapes_snapshot(Path({str(workdir)!r}), 3000); "
-            "print(run.plain_images_per_second(s, 3))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    code = ("import sys; sys.path.insert(0, 'bench'); from pathlib import Path; "
+            "from training import plain_images_per_second, shapes_snapshot; "
+            f"print(plain_images_per_second(shapes_snapshot(Path({str(workdir)!r}), 3000), 3))")
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True, env=env)
     return round(float(out.stdout.strip().splitlines()[-1]), 1)
 
 

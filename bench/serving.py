@@ -1,8 +1,9 @@
-"""P8: MLflow's scoring server (`multitask serve`) against in-process prediction, and TFLite.
+"""P8 serving: MLflow's scoring server (`multitask serve`) against in-process prediction, and TFLite.
 
 Trains a small default-preset model in a temporary workspace, serves it on loopback, and times
 sequential requests of 1 and 32 images (one client), the same images through `predict_images`
-in this process, and single images through the TFLite export. The last stdout line is one JSON object.
+in this process, and single images through the TFLite export. The last stdout line is one JSON object;
+bench/run.py runs this script in a process of its own (`p8`).
 
     python bench/serving.py [--requests 30]
 """
@@ -25,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from commands import last_json
 from PIL import Image
 
 TRAIN = ["data.train_size=256", "data.validation_size=64", "data.test_size=64", "train.epochs=1"]
@@ -66,6 +68,13 @@ def _serve(env: dict, port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(1)
     raise RuntimeError("the scoring server did not answer /ping within 300 s")
+
+
+def p8() -> dict:
+    """This script in its own process (it trains, serves and exports in a workspace of its own), as figure P8."""
+    serving = last_json([sys.executable, str(Path(__file__).resolve())])
+    ratio = serving["server_batch1"]["p50_ms"] / serving["in_process_batch1"]["p50_ms"]
+    return {"ratio": round(ratio, 3), "goal": "reported (server p50 / in-process p50, 1 image)", **serving}
 
 
 def main() -> None:

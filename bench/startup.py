@@ -6,7 +6,7 @@ predict steps (a training on real data pays the same once, at its first epoch).
 
 Prints one JSON line: preset, sets, train_s (building and saving the initial model included),
 evaluate_s and the test metrics. To compare two commits, run it from a checkout of each with
-`PYTHONPATH=CHECKOUT/src:CHECKOUT` (docs/benchmarks.md, stop 37).
+`PYTHONPATH=CHECKOUT/src:CHECKOUT` (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where a training step of the `seed` model spends its time (issue 17, P0), by parts timed alone.
+"""Where a training step of the `seed` model spends its time (P0), by parts timed alone.
 
 Each part runs `STEPS` times inside one `tf.function` (a graph loop, so Python is not in the
 timing), in float32 on random data of the right shapes: each layer's forward and backward pass
@@ -14,17 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read by TensorFlow when first imported, below
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from plain_seed import build_plain_model  # noqa: E402
 
 STEPS = 20
