@@ -24,12 +24,14 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/multitask train $(ARGS)
 
-## Style, types, layers and known vulnerabilities: ruff, mypy on the library, import-linter contracts
-## (pyproject.toml), tools/audit.py (pip-audit and tools/advisories.toml on the installed packages)
+## Style, types, layers, wording and known vulnerabilities: ruff, mypy on the library, import-linter
+## contracts (pyproject.toml), tools/wording.py (tracked text speaks of the project only),
+## tools/audit.py (pip-audit and tools/advisories.toml on the installed packages)
 lint: $(STAMP)
 	$(BIN)/ruff check src cli tasks flows tests bench deployments tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python tools/wording.py
 	$(BIN)/python tools/audit.py
 
 ## The whole test suite (tiny datasets, Prefect under its test harness), TEST_WORKERS processes

@@ -18,9 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from multitask.compiling import where_map
 from multitask.losses import WhereLoss
 from multitask.metrics import box_iou_numpy
-from multitask.model import load, where_map
+from multitask.model import load
 from multitask.pipeline import normalise
 
 SPLITS = ("train", "validation", "test")

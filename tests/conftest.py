@@ -117,7 +117,7 @@ def _heaviest_files_first(items) -> None:
     `--no-loadscope-reorder`, or xdist would order them by test count alone). A long file handed
     out last keeps one worker busy while the other has nothing left: started first, it overlaps
     with the short ones. Within a file the order stays as written (the sort is stable). Counting
-    tests and markers instead put a 90-s file of four tests last (docs/benchmarks.md, stop 43).
+    tests and markers instead put a 90-s file of four tests last.
     """
     seconds = _recorded()
     items.sort(key=lambda item: -seconds.get(_file_of(item), math.inf))
@@ -163,7 +163,7 @@ class _FileSeconds:
 def _eager_steps():
     """Keras' train, test and predict steps run eagerly in the test processes: a `TINY` training
     of the default model took 11 s compiled, most of it tracing, and 4-5 s eager, with the same
-    numbers (docs/benchmarks.md, stop 40). Tests marked `graph` compile the steps, as the product does
+    numbers. Tests marked `graph` compile the steps, as the product does
     (`_graph_when_marked`); so does every test that trains in a process of its own (the CLI as a
     subprocess, Dask workers, the team stack's worker, the crash and two-device tests).
 

@@ -10,8 +10,8 @@ import tensorflow as tf
 from multitask import train as train_module
 from multitask.config import ModelConfig, load_config
 from multitask.datasets.export import write_folder
-from multitask.heads import SoftArgmaxBox, WherePool
-from multitask.model import build_model, load
+from multitask.heads import SoftArgmaxBox
+from multitask.model import build_model
 from multitask.train import read_history
 
 from conftest import DEFAULT_MODEL, tiny_config, training_inputs
@@ -64,23 +64,6 @@ def test_a_window_reads_the_edges_near_the_where_maps_peak():
     assert SoftArgmaxBox(window=0.5)(maps[..., :4]).numpy()[0, 0] == pytest.approx(1 / 8, abs=0.01)
     assert SoftArgmaxBox.from_config(SoftArgmaxBox(window=0.5).get_config()).window == 0.5
 
-
-def test_where_pooling_averages_the_features_where_the_object_is(tmp_path):
-    """A where map peaked over one feature cell reads that cell; a flat one is the global average.
-    The `where` model has the `box` model's weights, and loads back in safe mode."""
-    features = np.arange(32, dtype=np.float32).reshape((1, 4, 4, 2))
-    maps = np.zeros((1, 8, 8, 5), dtype=np.float32)
-    maps[0, 2:4, 4:6, 4] = 40.0  # the 2 x 2 block of where cells under feature cell (1, 2)
-    np.testing.assert_allclose(WherePool()([features, maps]).numpy()[0], features[0, 1, 2], atol=1e-4)
-    maps[..., 4] = 3.0
-    np.testing.assert_allclose(WherePool()([features, maps]).numpy()[0], features[0].mean(axis=(0, 1)), atol=1e-4)
-    where = build_model(ModelConfig(label_pooling="where"), 10, 64)
-    box = build_model(ModelConfig(label_pooling="box"), 10, 64)
-    assert all(np.array_equal(a, b) for a, b in zip(where.get_weights(), box.get_weights(), strict=True))
-    images = np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32)
-    assert not np.allclose(where(images)["label"], box(images)["label"])
-    where.save(tmp_path / "m.keras")
-    np.testing.assert_allclose(load(tmp_path / "m.keras")(images)["label"], where(images)["label"], atol=1e-6)
 
 
 def test_a_tie_in_the_where_map_centres_the_window_on_the_first_peak():
@@ -164,8 +147,7 @@ def test_the_seed_preset_stays_the_starting_point():
     seed = load_config("seed").train
     assert (seed.epochs, seed.early_stopping_patience, seed.max_minutes, seed.lr_schedule) == (10, None, None,
                                                                                                "constant")
-    assert not (seed.augment_flip or seed.augment_scale or seed.augment_shift or seed.augment_colour
-                or seed.augment_mix)
+    assert not (seed.augment_flip or seed.augment_scale or seed.augment_shift or seed.augment_colour)
     assert load_config("seed").model.preset == "seed"
 
 

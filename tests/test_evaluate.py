@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from multitask.compiling import compile_model
 from multitask.config import ModelConfig, TrainConfig
 from multitask.evaluate import METRIC_NAMES, metrics_from_predictions
-from multitask.model import build_model, compile_model
+from multitask.model import build_model
 from multitask.weighting import WeightedMultiTask
 
 HEAD_LOSSES = ("label_loss", "box_loss")

@@ -1,16 +1,18 @@
 import random
 import threading
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from multitask.compiling import compile_model
 from multitask.config import ModelConfig, TrainConfig
-from multitask.errors import ConfigError
+from multitask.errors import ConfigError, UserError
 from multitask.losses import BoxLoss
 from multitask.metrics import box_iou_numpy
-from multitask.model import build_model, compile_model, input_size, load, where_map
+from multitask.model import build_model, input_size, load
 
 
 def test_seed_preset_is_the_starting_point():
@@ -71,28 +73,6 @@ def test_default_model_round_trips_in_safe_mode(tmp_path):
     weighted = compile_model(build_model(ModelConfig(), 10, 32), TrainConfig(box_loss="huber+ciou"), steps_per_epoch=1)
     weighted.save(path)
     assert load(path).head_losses["box"].kind == "huber+ciou"  # a learned weighting owns its losses
-
-
-def test_the_sixteenth_block_lets_the_box_head_see_far_across_the_image():
-    """A patch 50 px diagonally away from the centre of a 128-px image changes the box head's
-    centre score only with the 1/16-size block."""
-    images = np.random.default_rng(0).random((1, 128, 128, 3), dtype=np.float32)
-    moved = images.copy()
-    moved[0, 10:14, 10:14] = 1 - moved[0, 10:14, 10:14]
-    change = {}
-    for sixteenth in (False, True):
-        model = build_model(ModelConfig(sixteenth_block=sixteenth), 10, 128)
-        maps = keras.Model(model.input, where_map(model))
-        change[sixteenth] = np.abs(maps(moved).numpy() - maps(images).numpy())[0, 32, 32].max()
-    assert change[False] == 0.0 and change[True] > 0.0
-
-
-def test_the_sixteenth_block_fits_any_multiple_of_8(tmp_path):
-    """At 72 px the 1/16 map is 5 x 5, upsampled to 10 and cropped back to 9; safe mode loads it."""
-    model = build_model(ModelConfig(sixteenth_block=True), 10, 72)
-    images = np.random.default_rng(0).random((2, 72, 72, 3), dtype=np.float32)
-    model.save(tmp_path / "m.keras")
-    np.testing.assert_allclose(load(tmp_path / "m.keras")(images)["box"], model(images)["box"], atol=1e-6)
 
 
 @pytest.mark.parametrize(("preset", "side"), [("seed", 48), ("default", 64), ("mobilenet_v3_small", 96)])
@@ -209,3 +189,11 @@ def test_each_step_is_traced_once_in_training_and_after_loading(weighting, tmp_p
     traced = _count_traces(loaded)
     loaded.evaluate(data, verbose=0)
     assert traced == {"train": 0, "test": 1}
+
+
+def test_a_model_holding_a_removed_layer_is_refused_in_one_line():
+    """`where_pool.keras` was saved with the `WherePool` layer of the removed `label_pooling = "where"`."""
+    saved = Path(__file__).parent / "data" / "where_pool.keras"
+    with pytest.raises(UserError, match=r"holds the layer WherePool \(label pooling \"where\", removed on "
+                                        r"2026-12-06 .*\); this version cannot load it: retrain the model$"):
+        load(saved, compile=False)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from multitask.augment import Augmentation, augment_batch, flip_box
+from multitask.augment import Augmentation, flip_box
 from multitask.config import DataConfig
 from multitask.datasets import catalog
 from multitask.pipeline import build_snapshot, make_dataset
@@ -138,36 +138,3 @@ def test_zoom_and_shift_move_the_box_with_the_object_and_keep_it_in_frame(tmp_pa
     assert sizes.min() < 12 and sizes.max() > 18 and len(np.unique(boxes[:, 0].round(3))) > 20  # zoomed, moved
     for im, bx in zip(images.numpy(), boxes):
         np.testing.assert_allclose(_box_of_bright_pixels(im, threshold=0.3), bx, atol=1.5 / 32)
-
-
-def test_background_mix_pastes_the_next_images_background_and_never_over_an_object():
-    rng = np.random.default_rng(0)
-    count, side = 32, 40
-    corner, size = rng.uniform(0, 0.7, (count, 2)), rng.uniform(0.1, 0.3, (count, 1))
-    boxes = tf.constant(np.concatenate([corner, corner + size], axis=1), tf.float32)
-    # each image one flat grey of its own, so a pasted pixel tells where it came from
-    images = tf.constant(np.broadcast_to(np.linspace(0, 1, count)[:, None, None, None], (count, side, side, 3)),
-                         tf.float32)
-    mixed, moved = augment_batch(images, boxes, tf.constant([5, 6], tf.int64), Augmentation(mix=1.0))
-    mixed = mixed.numpy()
-    assert np.array_equal(moved.numpy(), boxes.numpy())
-    centres = (np.arange(side) + 0.5) / side
-
-    def inside(box):
-        return ((centres[:, None] >= box[0]) & (centres[:, None] <= box[2])
-                & (centres[None] >= box[1]) & (centres[None] <= box[3]))
-
-    pasted = 0
-    for i in range(count):
-        changed = mixed[i, ..., 0] != images[i, 0, 0, 0].numpy()
-        pasted += changed.any()
-        assert not (changed & inside(boxes[i].numpy())).any()  # the object stays whole
-        assert not (changed & inside(boxes[i - 1].numpy())).any()  # the other object stays out
-        np.testing.assert_array_equal(mixed[i][changed], images[i - 1].numpy()[changed])
-    assert 0 < pasted < count
-    again, _ = augment_batch(images, boxes, tf.constant([5, 6], tf.int64), Augmentation(mix=1.0))
-    assert np.array_equal(again.numpy(), mixed)  # seeded
-    untouched, _ = augment_batch(images, boxes, tf.constant([5, 6], tf.int64), Augmentation(scale=0.2))
-    with_mix, _ = augment_batch(images, boxes, tf.constant([5, 6], tf.int64), Augmentation(scale=0.2, mix=0.5))
-    changed = (untouched.numpy() != with_mix.numpy()).any(axis=(1, 2, 3))
-    assert 0 < changed.sum() < count  # adding the mix keeps the other draws: only pasted images differ

@@ -5,8 +5,9 @@ import keras
 import numpy as np
 import pytest
 
+from multitask.compiling import compile_model
 from multitask.config import ModelConfig, TrainConfig
-from multitask.model import build_model, compile_model, load
+from multitask.model import build_model, load
 from multitask.weighting import TaskWeightLog, WeightedMultiTask
 
 

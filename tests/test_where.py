@@ -6,10 +6,11 @@ import keras
 import numpy as np
 import pytest
 
+from multitask.compiling import compile_model, for_inference, where_map
 from multitask.config import ModelConfig, TrainConfig
 from multitask.heads import SoftArgmaxBox
 from multitask.losses import BoxLoss, EdgeLoss, WhereLoss
-from multitask.model import build_model, compile_model, for_inference, load, where_map
+from multitask.model import build_model, load
 from multitask.weighting import WHERE, WeightedMultiTask
 
 BOX = [0.25, 0.5, 0.5, 0.875]  # rows 2-3 and columns 4-6 of an 8 x 8 map

@@ -26,15 +26,14 @@ class Augmentation:
     scale: float = 0.0  # zoom by a factor in [1 - scale, 1 + scale], limited so the object still fits
     shift: float = 0.0  # 0: zoom about the centre; 1: move the object anywhere it fits
     colour: float = 0.0  # brightness +-colour, contrast and saturation x [1 - colour, 1 + colour]
-    mix: float = 0.0  # share of images that may get a patch of another image's background
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> Augmentation:
-        return cls(cfg.augment_flip, cfg.augment_scale, cfg.augment_shift, cfg.augment_colour, cfg.augment_mix)
+        return cls(cfg.augment_flip, cfg.augment_scale, cfg.augment_shift, cfg.augment_colour)
 
     @property
     def active(self) -> bool:
-        return self.flip or self.scale > 0 or self.shift > 0 or self.colour > 0 or self.mix > 0
+        return self.flip or self.scale > 0 or self.shift > 0 or self.colour > 0
 
 
 def flip_box(box: tf.Tensor) -> tf.Tensor:
@@ -86,35 +85,6 @@ def _colour(images: tf.Tensor, u: tf.Tensor, amount: float) -> tf.Tensor:
     return tf.clip_by_value(images, 0.0, 1.0)
 
 
-def _inside(boxes: tf.Tensor, ys: tf.Tensor, xs: tf.Tensor) -> tf.Tensor:
-    """(batch, height, width) booleans: pixel centres inside each image's [ymin, xmin, ymax, xmax]."""
-    ymin, xmin, ymax, xmax = (b[:, None, None] for b in tf.unstack(boxes, axis=-1))
-    return (ys >= ymin) & (ys <= ymax) & (xs >= xmin) & (xs <= xmax)
-
-
-def _mix_background(images: tf.Tensor, boxes: tf.Tensor, u: tf.Tensor, share: float) -> tf.Tensor:
-    """Paste into up to a `share` of the images a rectangle of the next image in the batch.
-
-    The rectangle (a quarter to a half of each side, anywhere) takes the next image's pixels at
-    the same place, except inside that image's box, so no second object comes in; an image whose
-    object the rectangle would touch keeps its pixels, so no seam ever runs along the object's
-    edges (a cue to the box that real images do not have). The model meets backgrounds, and
-    edges, it has not seen beside this object.
-    """
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    ys = ((tf.range(height, dtype=tf.float32) + 0.5) / tf.cast(height, tf.float32))[None, :, None]
-    xs = ((tf.range(width, dtype=tf.float32) + 0.5) / tf.cast(width, tf.float32))[None, None, :]
-    size = 0.25 + 0.25 * u[:, 1:3]
-    top, left = u[:, 3] * (1.0 - size[:, 0]), u[:, 4] * (1.0 - size[:, 1])
-    patch = tf.stack([top, left, top + size[:, 0], left + size[:, 1]], axis=-1)
-    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=-1)
-    apart = (patch[:, 2] < ymin) | (patch[:, 0] > ymax) | (patch[:, 3] < xmin) | (patch[:, 1] > xmax)
-    others, other_boxes = tf.roll(images, 1, axis=0), tf.roll(boxes, 1, axis=0)
-    paste = (_inside(patch, ys, xs) & ~_inside(other_boxes, ys, xs)
-             & ((u[:, 0] < share) & apart)[:, None, None])
-    return tf.where(paste[..., None], others, images)
-
-
 def augment_batch(images: tf.Tensor, boxes: tf.Tensor, seed: tf.Tensor,
                   aug: Augmentation) -> tuple[tf.Tensor, tf.Tensor]:
     """A batch of float images in [0, 1] and [ymin, xmin, ymax, xmax] boxes, augmented."""
@@ -125,9 +95,4 @@ def augment_batch(images: tf.Tensor, boxes: tf.Tensor, seed: tf.Tensor,
         images, boxes = _zoom_and_shift(images, boxes, u[:, 1:4], aug)
     if aug.colour > 0:
         images = _colour(images, u[:, 4:7], aug.colour)
-    if aug.mix > 0:
-        # its own stream, so the draws above stay those of recipes without it
-        mixing = tf.random.stateless_uniform((tf.shape(images)[0], 5),
-                                             seed=tf.random.experimental.stateless_fold_in(seed, 1))
-        images = _mix_background(images, boxes, mixing, aug.mix)
     return images, boxes

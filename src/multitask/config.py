@@ -84,16 +84,12 @@ class ModelConfig(Section):
         "scratch; `mobilenet_v3_small`, `efficientnet_v2_b0`: a keras.applications backbone with our heads.",
     )
     seed: int = Field(0, ge=0, description="Seed for the initial weights.")
-    label_pooling: Literal["global", "box", "where", "crop"] = Field(
+    label_pooling: Literal["global", "box"] = Field(
         "box", description="`default` preset's label head: global average pooling only, or also the "
-        "features inside the predicted box (`box`), the same with the average weighted by the box "
-        "head's where map (`where`), or also a small CNN on the image inside the box (`crop`).")
+        "features inside the predicted box (`box`).")
     box_window: float = Field(
         0.5, ge=0, le=1, description="`default` preset's box head: read each edge only within +- this "
         "share of the image's side around where the head locates the object; 0 reads the whole image.")
-    sixteenth_block: bool = Field(
-        False, description="`default` preset: also a 1/16-size block, upsampled into the 1/8-size one "
-        "both heads read: its cells see about 118 px across instead of 46.")
     weights: str = Field(
         "imagenet", min_length=1, description="Pretrained presets' backbone weights: `imagenet` (Keras' "
         "cache, downloaded where the network allows), `none`, or a weights file (`.weights.h5`).")
@@ -174,9 +170,6 @@ class TrainConfig(Section):
                                  "where the zoom puts it, 1 moves it anywhere it fits in the frame.")
     augment_colour: float = Field(0.2, ge=0, lt=1, description="Random brightness (+-), contrast and "
                                   "saturation (x 1 +-) per image; 0 is off.")
-    augment_mix: float = Field(0.0, ge=0, le=1, description="Share of images that get a rectangle of another "
-                               "image's background pasted beside the object (where it fits; never over "
-                               "either object); 0 is off.")
     shuffle_buffer: int = Field(4096, ge=1)
     seed: int = Field(0, ge=0, description="Seed for shuffling, augmentation and dropout.")
 

@@ -173,28 +173,3 @@ class BoxAlign(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "margin": self.margin}
-
-
-@keras.saving.register_keras_serializable(package="multitask")
-class WherePool(layers.Layer):
-    """A feature map averaged with the weights of a box head's where map (the fifth score map's
-    softmax, see `_profiles`), instead of uniformly as global average pooling does.
-
-    Inputs `(features, maps)`: a (batch, H, W, C) map and the box head's (batch, h, w, 5) score
-    maps, h and w whole multiples of H and W; each feature cell weighs the where map's share
-    over the cells under it. Meant to read the object where the box spreads beside it; on photo
-    data it did not (the where map misses with the box: docs/quality.md, stop 35), so no preset
-    uses it. No gradient reaches the where map from here, as in `BoxAlign`.
-    """
-
-    def call(self, inputs):
-        features, maps = inputs
-        share = where_share(ops.stop_gradient(maps))
-        height, width = share.shape[1], share.shape[2]
-        rows, cols = features.shape[1], features.shape[2]
-        share = ops.reshape(share, (-1, rows, height // rows, cols, width // cols))
-        share = ops.sum(share, axis=(2, 4))
-        return ops.einsum("bhwc,bhw->bc", features, ops.cast(share, features.dtype))
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], input_shape[0][3])

@@ -23,8 +23,9 @@ import tensorflow as tf
 from multitask import atomic
 from multitask.augment import Augmentation
 from multitask.backbones import BACKBONE_LAYER, BACKBONES
+from multitask.compiling import compile_model, for_inference
 from multitask.config import TrainConfig
-from multitask.model import compile_model, for_inference, load
+from multitask.model import load
 from multitask.pipeline import make_dataset
 from multitask.records import ModelRef, SnapshotRef, TrainedModelRef, hash_files
 from multitask.weighting import WHERE, TaskWeightLog

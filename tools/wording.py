@@ -1,0 +1,47 @@
+"""Tracked text speaks of the project only (`make lint`): no numbered stop or issue of the
+process that built it, no planner. A reader of the repository knows none of them; history that
+matters is in CHANGELOG.md, by date.
+
+Exit status 1, with one `path:line: text` per finding, when a tracked text file has one.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PATTERN = re.compile(r"\b(stops?|issues?)\s+#?\d+|\bplanners?\b", re.IGNORECASE)
+SELF = Path(__file__).resolve()
+
+
+def tracked_files(root: Path) -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
+    return [root / name for name in listed.decode().split("\0") if name]
+
+
+def findings(path: Path) -> list[str]:
+    """`path:line: text` for each line of a text file that matches; nothing for a binary file."""
+    data = path.read_bytes()
+    if b"\0" in data:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    return [f"{path.relative_to(ROOT)}:{number}: {line.strip()[:160]}" for number, line in enumerate(text.splitlines(), 1)
+            if PATTERN.search(line)]
+
+
+def main() -> int:
+    found = [line for path in tracked_files(ROOT) if path.resolve() != SELF and path.is_file()
+             for line in findings(path)]
+    for line in found:
+        print(line)
+    if found:
+        print(f"{len(found)} lines speak of how the project was made, not of the project: say it as a fact "
+              "of the product, or put dated history in CHANGELOG.md", file=sys.stderr)
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
