@@ -10,7 +10,7 @@ TEST_WORKERS ?= 2
 # Files in the order tests/conftest.py gives them (heaviest first), not xdist's (by test count).
 XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-.PHONY: install train lint test test-fast bench quality clean
+.PHONY: install train lint test test-fast bench quality docs clean
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ test: $(STAMP)
 ## The unit tier: no training, no flow run (under a minute)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
+
+## docs/configuration.md from the config models' field descriptions (a test fails when it is out of date)
+docs: $(STAMP)
+	$(BIN)/python tools/config_doc.py
 
 ## Benchmarks P0-P8: bench/results/<host>-<date>.json and docs/benchmarks.md (hours on 2 cores, most of it
 ## P6's twelve trainings; ARGS="--p6-from FILE" takes P6 from an earlier run, ARGS="--only P6" measures one figure alone)

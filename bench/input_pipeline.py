@@ -9,7 +9,7 @@ from pathlib import Path
 from training import shapes_snapshot
 
 from multitask.augment import Augmentation
-from multitask.config import load_config
+from multitask.config_loader import load_config
 from multitask.pipeline import make_dataset
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from training import snapshot_of, train_once
 
-from multitask.config import DataConfig, load_config
+from multitask.config import DataConfig
+from multitask.config_loader import load_config
 from multitask.datasets.export import write_folder
 from multitask.evaluate import evaluate
 from multitask.records import SnapshotRef

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from multitask.config import load_config
+from multitask.config_loader import load_config
 
 
 def p3(workdir: Path) -> dict:

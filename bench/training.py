@@ -12,7 +12,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from multitask.config import DataConfig, RunConfig, load_config
+from multitask.config import DataConfig, RunConfig
+from multitask.config_loader import load_config
 from multitask.datasets import catalog
 from multitask.model import save_initial
 from multitask.pipeline import build_snapshot, load_split

@@ -11,7 +11,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from multitask import workspace
-from multitask.config import RunConfig, load_config
+from multitask.config import RunConfig
+from multitask.config_loader import load_config
 from multitask.datasets.spec import parse as parse_spec
 from multitask.errors import UserError, storage_problem
 

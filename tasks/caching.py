@@ -1,7 +1,7 @@
 """Content-keyed caching for our Prefect tasks.
 
 Key = hash(task name, fingerprint of `src/multitask`, each input's content fingerprint): see
-`multitask.fingerprint.step_key`. Prefect's TASK_SOURCE would only hash the wrapper.
+`multitask.step_keys.step_key`. Prefect's TASK_SOURCE would only hash the wrapper.
 Results are JSON records in the workspace; concurrent runs with the same key are serialised
 by file locks, so one computes and the others read its result.
 """
@@ -26,8 +26,8 @@ from prefect.transactions import IsolationLevel
 
 from multitask import atomic, file_lock, processes, workspace
 from multitask.errors import is_transient
-from multitask.fingerprint import step_key
 from multitask.records import ModelVersion
+from multitask.step_keys import step_key
 
 logger = logging.getLogger(__name__)
 # Waits between attempts to tell whether a cached record is intact while the registry hiccups.

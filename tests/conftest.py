@@ -30,7 +30,8 @@ import prefect.main  # noqa: E402,F401  (sets up its logging on the real streams
 import pytest  # noqa: E402
 
 from multitask import atomic  # noqa: E402
-from multitask.config import RunConfig, load_config  # noqa: E402
+from multitask.config import RunConfig  # noqa: E402
+from multitask.config_loader import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DURATIONS = ROOT / "tests" / "durations.json"  # seconds per test file, from `pytest --record-durations`

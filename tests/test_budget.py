@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from multitask import callbacks
 from multitask import train as train_module
-from multitask.config import ModelConfig, load_config
+from multitask.config import ModelConfig
+from multitask.config_loader import load_config
 from multitask.datasets.export import write_folder
 from multitask.heads import SoftArgmaxBox
 from multitask.model import build_model
@@ -100,9 +102,9 @@ def test_a_plateau_stops_training_and_keeps_the_best_epoch(seed_inputs, tmp_path
     model_ref, snapshot, cfg = seed_inputs
 
     def worse_every_epoch(self, epoch, logs=None):  # a validation score that only falls
-        logs[train_module.SCORE] = -float(epoch)
+        logs[callbacks.SCORE] = -float(epoch)
 
-    monkeypatch.setattr(train_module.ValidationScore, "on_epoch_end", worse_every_epoch)
+    monkeypatch.setattr(callbacks.ValidationScore, "on_epoch_end", worse_every_epoch)
     patient = cfg.train.model_copy(update={"epochs": 10, "early_stopping_patience": 2})
     trained = train_module.train(model_ref, snapshot, patient, tmp_path)
     history = json.loads((tmp_path / "history.json").read_text())
@@ -122,12 +124,12 @@ def test_a_plateau_stops_training_and_keeps_the_best_epoch(seed_inputs, tmp_path
 def test_training_stops_when_no_more_validation_images_come_right(tmp_path, iou75, patience, images, stopped):
     """A score that creeps up while the same images stay right, as on `shapes` (box mean IoU
     +0.011 in 40 epochs with every image right) stops before the score does."""
-    log = train_module.EpochLog(tmp_path / "epochs.json")
-    budget = train_module.Budget(log, patience=patience, max_minutes=None, validation_images=images)
+    log = callbacks.EpochLog(tmp_path / "epochs.json")
+    budget = callbacks.Stopping.for_training(log, patience=patience, max_minutes=None, validation_images=images)
     budget.set_model(keras.Sequential())
     for epoch in range(10):
         logs = {"val_label_accuracy": 1.0, "val_box_iou50": 1.0, "val_box_iou75": iou75(epoch),
-                train_module.SCORE: 1.9 + epoch / 1000}
+                callbacks.SCORE: 1.9 + epoch / 1000}
         log.on_epoch_begin(epoch)
         log.on_epoch_end(epoch, logs)
         budget.on_epoch_end(epoch, logs)

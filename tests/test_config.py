@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from multitask.config import RunConfig, load_config, parse_set
+from multitask.config import RunConfig
+from multitask.config_loader import load_config, parse_set
 from multitask.errors import ConfigError
 
 

@@ -23,7 +23,7 @@ import json, sys, time
 from pathlib import Path
 import keras
 from multitask import train as train_module
-from multitask.config import load_config
+from multitask.config_loader import load_config
 
 sets, stop_after, marker = json.loads(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
 

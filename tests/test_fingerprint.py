@@ -3,8 +3,9 @@ from pathlib import Path
 
 from multitask import fingerprint
 from multitask.config import TrainConfig
-from multitask.fingerprint import hash_tree, library_fingerprint, step_key
+from multitask.fingerprint import hash_tree, library_fingerprint
 from multitask.records import SnapshotRef
+from multitask.step_keys import step_key
 
 
 def test_tree_hash_sees_an_in_place_edit(tmp_path: Path):

@@ -16,6 +16,7 @@ from multitask.datasets import catalog
 from multitask.datasets.export import write_folder
 from multitask.errors import DataError
 from multitask.pipeline import build_snapshot, resize_example
+from multitask.step_keys import data_fingerprint
 
 HEADER = ["filename", "label", "xmin", "ymin", "xmax", "ymax"]
 
@@ -98,9 +99,9 @@ def test_split_column_is_honoured(workspace, tmp_path, csv_folder):
 def test_an_edited_image_changes_the_fingerprint(workspace, tmp_path, csv_folder):
     folder = _copy(csv_folder, tmp_path)
     data = DataConfig(dataset=f"folder:{folder}")
-    before, ref = data.fingerprint, catalog.prepare(data)
+    before, ref = data_fingerprint(data), catalog.prepare(data)
     Image.new("RGB", (64, 64), (9, 9, 9)).save(folder / "images/000001.png")
-    assert data.fingerprint != before
+    assert data_fingerprint(data) != before
     assert catalog.prepare(data).path != ref.path  # a new TFDS folder, never the stale one
 
 

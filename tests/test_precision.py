@@ -2,7 +2,8 @@
 
 import pytest
 
-from multitask.config import ModelConfig, load_config
+from multitask.config import ModelConfig
+from multitask.config_loader import load_config
 from multitask.model import build_model
 from multitask.precision import cpu_flags, resolve
 

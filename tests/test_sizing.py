@@ -4,7 +4,8 @@ import csv
 
 import pytest
 
-from multitask.config import DataConfig, load_config
+from multitask.config import DataConfig
+from multitask.config_loader import load_config
 from multitask.datasets import catalog
 from multitask.datasets.export import write_folder
 from multitask.pipeline import build_snapshot

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 
+from multitask import callbacks
 from multitask import train as train_module
 from multitask.model import load
 from multitask.pipeline import make_dataset
@@ -115,7 +116,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from multitask import train as train_module
-from multitask.config import load_config
+from multitask.config_loader import load_config
 from multitask.datasets import catalog
 from multitask.model import save_initial
 from multitask.pipeline import build_snapshot
@@ -156,15 +157,15 @@ def test_mirrored_training_on_two_devices_matches_one(tmp_path):
 
 
 def test_progress_follows_the_time_budget_when_it_ends_first(tmp_path):
-    log = train_module.EpochLog(tmp_path / "epochs.json")
+    log = callbacks.EpochLog(tmp_path / "epochs.json")
     log.epochs = {"1": {"train_seconds": 30.0, "epoch_seconds": 30.0}}
     percents: list[float] = []
-    progress = train_module.Progress(log, epochs=100, max_minutes=2, report=percents.append)
+    progress = callbacks.Progress(log, epochs=100, max_minutes=2, report=percents.append)
     progress.on_epoch_end(0)
     log.epochs["2"] = {"train_seconds": 150.0, "epoch_seconds": 150.0}
     progress.on_epoch_end(1)
     assert percents == [25.0, 100.0]  # 30 s of 120, then past the budget (never above 100)
-    assert train_module.Progress(log, epochs=4, max_minutes=None, report=percents.append).on_epoch_end(0) is None
+    assert callbacks.Progress(log, epochs=4, max_minutes=None, report=percents.append).on_epoch_end(0) is None
     assert percents[-1] == 25.0  # by epochs: 1 of 4
 
 

@@ -11,11 +11,11 @@ from conftest import ROOT
 spec = importlib.util.spec_from_file_location("wording", ROOT / "tools" / "wording.py")
 wording = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(wording)
-STOP, ISSUE, PLANNER = "st" + "op", "is" + "sue", "plan" + "ner"  # spelled apart, or the check finds this file
+STOP, ISSUE, MAKER = "st" + "op", "is" + "sue", "plan" + "ner"  # spelled apart, or the check finds this file
 
 
 @pytest.mark.parametrize("line", [f"measured at {STOP} 36", f"see {ISSUE} #17", f"{ISSUE}s 6 and 17",
-                                  f"on the {PLANNER}s' machine", f"(docs/quality.md, {STOP.title()} 4)"])
+                                  f"on the {MAKER}s' machine", f"(docs/quality.md, {STOP.title()} 4)"])
 def test_a_line_about_how_the_project_was_made_is_found(tmp_path, monkeypatch, line):
     monkeypatch.setattr(wording, "ROOT", tmp_path)
     (tmp_path / "a.md").write_text(f"first line\n{line}\n")

@@ -28,8 +28,9 @@ def findings(path: Path) -> list[str]:
     if b"\0" in data:
         return []
     text = data.decode("utf-8", errors="replace")
-    return [f"{path.relative_to(ROOT)}:{number}: {line.strip()[:160]}" for number, line in enumerate(text.splitlines(), 1)
-            if PATTERN.search(line)]
+    numbered = enumerate(text.splitlines(), 1)
+    name = path.relative_to(ROOT)
+    return [f"{name}:{number}: {line.strip()[:160]}" for number, line in numbered if PATTERN.search(line)]
 
 
 def main() -> int:

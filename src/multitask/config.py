@@ -6,15 +6,11 @@ Each step reads one section, and its cache key includes exactly that section, so
 
 from __future__ import annotations
 
-import copy
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from multitask.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 # 50 megapixels: a 48 MP phone photo passes; an image header claiming more is refused unread.
@@ -22,7 +18,7 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # Pillow's own hard limit (twice `Image.MAX_IMAGE_PIXELS`): ours may not exceed it.
 PILLOW_MAX_PIXELS = 2 * 89_478_485
 # Checked with Keras 3.15 / TF 2.21: fit under MultiWorkerMirroredStrategy fails in its first step,
-# for a 10-line model too (FIELD-NOTES.md), so the setting was removed rather than left to fail.
+# for a 10-line model too, so the setting was removed rather than left to fail.
 MULTI_WORKER_REMOVED = (
     '"multi_worker" is not supported: Keras 3.15 cannot fit under MultiWorkerMirroredStrategy (its first '
     'step fails, tensorflow#72388, keras#20585); use "mirrored" for all GPUs of one machine'
@@ -34,6 +30,8 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
+    """Which data, how much of it (generated `shapes`), and how images become model inputs."""
+
     dataset: str = Field("shapes", description="Dataset spec: `shapes`, `tfds:NAME`, `folder:PATH`.")
     train_size: int = Field(3000, ge=1, description="Generated training examples (`shapes` only).")
     validation_size: int = Field(300, ge=1, description="Generated validation examples (`shapes` only).")
@@ -54,14 +52,6 @@ class DataConfig(Section):
         description="Folder images whose header declares more pixels are refused before decoding.",
     )
 
-    @property
-    def fingerprint(self) -> str:
-        """The settings plus the content of the data they name, so an edited image is a miss."""
-        from multitask.datasets.spec import source_fingerprint
-        from multitask.fingerprint import digest
-
-        return digest("DataConfig", self.model_dump_json(), source_fingerprint(self.dataset))
-
 
 # Input side per model preset when `data.image_size` is not set; None: from the data (`multitask.sizing`).
 PRESET_IMAGE_SIZES = {"seed": 64, "default": None, "mobilenet_v3_small": 224, "efficientnet_v2_b0": 224}
@@ -79,6 +69,8 @@ def image_size_problem(preset: str, image_size: int) -> str | None:
 
 
 class ModelConfig(Section):
+    """The architecture, its initial weights and the number format it computes in."""
+
     preset: Literal["seed", "default", "mobilenet_v3_small", "efficientnet_v2_b0"] = Field(
         "default", description="`seed`: the starting point's model, exactly; `default`: our CNN from "
         "scratch; `mobilenet_v3_small`, `efficientnet_v2_b0`: a keras.applications backbone with our heads.",
@@ -97,22 +89,15 @@ class ModelConfig(Section):
         "float32", description="`mixed_bfloat16`: compute in bfloat16, keep weights and outputs in float32; "
         "`auto`: `mixed_bfloat16` on a CPU with native bfloat16 (AMX, AVX512-BF16) and no GPU, else `float32`.")
 
-    @property
-    def fingerprint(self) -> str:
-        """The settings plus the content of a weights file, so a file replaced in place is a miss."""
-        from multitask.fingerprint import digest, hash_file
-
-        path = Path(self.weights).expanduser()
-        weights = hash_file(path) if self.weights not in ("imagenet", "none") and path.is_file() else ""
-        return digest("ModelConfig", self.model_dump_json(), weights)
-
 
 class TrainConfig(Section):
+    """Training: budget, optimizer and schedule, losses and their weighting, augmentation."""
+
     # Loss and weighting chosen by `multitask compare` (docs/multitask.md); the budget, schedule and
     # augmentation by training on data we did not tune on (docs/quality.md).
     epochs: int = Field(60, ge=1, description="The most epochs; training usually stops earlier on a plateau.")
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(32, ge=1, description="Images per training step.")
+    learning_rate: float = Field(1e-3, gt=0, description="Adam's learning rate (the start of the schedule).")
     lr_schedule: Literal["constant", "cosine", "plateau"] = Field(
         "plateau", description="`cosine`: decay the learning rate to 0 over `epochs` (the most); "
         "`plateau`: multiply it by `plateau_factor` after `plateau_patience` epochs without a better score.",
@@ -130,8 +115,8 @@ class TrainConfig(Section):
     ema_momentum: float = Field(
         0.0, ge=0, lt=1, description="Validate, keep and register the exponential moving average of "
         "the weights, updated every step with this momentum (0.99: about the last 100 steps); 0 is off.")
-    label_loss_weight: float = Field(1.0, ge=0)
-    box_loss_weight: float = Field(10.0, ge=0)
+    label_loss_weight: float = Field(1.0, ge=0, description="Weight of the label head's cross-entropy.")
+    box_loss_weight: float = Field(10.0, ge=0, description="Weight of the box head's loss (`box_loss`).")
     where_loss_weight: float = Field(
         1.0, ge=0, description="`default` preset: weight of a loss that puts the box head's "
         "where map inside the true box (`losses.WhereLoss`); 0 is off.")
@@ -170,7 +155,7 @@ class TrainConfig(Section):
                                  "where the zoom puts it, 1 moves it anywhere it fits in the frame.")
     augment_colour: float = Field(0.2, ge=0, lt=1, description="Random brightness (+-), contrast and "
                                   "saturation (x 1 +-) per image; 0 is off.")
-    shuffle_buffer: int = Field(4096, ge=1)
+    shuffle_buffer: int = Field(4096, ge=1, description="Training examples shuffled at a time (tf.data).")
     seed: int = Field(0, ge=0, description="Seed for shuffling, augmentation and dropout.")
 
     @field_validator("distribute", mode="before")
@@ -182,11 +167,15 @@ class TrainConfig(Section):
 
 
 class EvaluateConfig(Section):
-    batch_size: int = Field(128, ge=1)
+    """Evaluation on the test split (`multitask evaluate`, and after every training)."""
+
+    batch_size: int = Field(128, ge=1, description="Images per evaluation step.")
     grid_size: int = Field(4, ge=1, le=10, description="The prediction PNG shows grid_size^2 test images.")
 
 
 class RegistryConfig(Section):
+    """Where trained models are registered in MLflow."""
+
     model_name: str | None = Field(
         None, pattern=MODEL_NAME_PATTERN,
         description="Registered model name in MLflow; unset, it follows the dataset (`default_model_name`).",
@@ -257,83 +246,3 @@ class RunConfig(Section):
                                                                                 self.data.image_size)):
             raise ValueError(problem)
         return self
-
-
-# Overrides on top of the field defaults. `seed` reproduces the starting point: its model,
-# Adam(1e-3) at a constant rate, categorical + binary cross-entropy with equal weights,
-# 10 epochs of batch 32, no augmentation, float32.
-PRESETS: dict[str, dict[str, Any]] = {
-    "seed": {
-        "model": {"preset": "seed", "precision": "float32"},
-        "train": {"box_loss": "bce", "box_loss_weight": 1.0, "augment_flip": False, "augment_scale": 0.0,
-                  "augment_shift": 0.0, "augment_colour": 0.0, "early_stopping_patience": None, "epochs": 10,
-                  "lr_schedule": "constant", "weighting": "fixed"},
-    },
-    "default": {},
-}
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any], where: str = "") -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value, f"{where}{key}.")
-        else:
-            out[key] = value
-    return out
-
-
-def _parse_value(text: str) -> Any:
-    """`--set` values are TOML literals (`3`, `0.5`, `true`, `"x"`); anything else is a string."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def parse_set(item: str) -> dict[str, Any]:
-    """`train.learning_rate=0.01` -> {"train": {"learning_rate": 0.01}}, checked against the schema."""
-    path, sep, raw = item.partition("=")
-    keys = path.strip().split(".")
-    if not sep or len(keys) != 2 or not all(keys):
-        raise ConfigError(f"--set expects section.key=value, got {item!r}")
-    section, key = keys
-    fields = RunConfig.model_fields
-    if section not in fields:
-        raise ConfigError(f"unknown config section {section!r} in --set {item!r} (known: {', '.join(fields)})")
-    known = fields[section].annotation.model_fields  # type: ignore[union-attr]
-    if key not in known:
-        raise ConfigError(f"unknown setting {path!r} in --set (known in {section}: {', '.join(known)})")
-    return {section: {key: _parse_value(raw.strip())}}
-
-
-def _readable(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"invalid config{' ' + where if where else ''}: {first['msg'].removeprefix('Value error, ')}"
-
-
-def load_config(
-    preset: str = "default",
-    config_file: Path | None = None,
-    sets: list[str] | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> RunConfig:
-    """Preset, then the TOML file, then `--set` items, then explicit overrides (CLI flags)."""
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-    tree = copy.deepcopy(PRESETS[preset])
-    if config_file is not None:
-        try:
-            tree = _merge(tree, tomllib.loads(Path(config_file).read_text()))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror or exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
-    for item in sets or []:
-        tree = _merge(tree, parse_set(item))
-    tree = _merge(tree, overrides or {})
-    try:
-        return RunConfig.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_readable(exc)) from exc

@@ -1,17 +1,13 @@
-"""Content hashes: files, folders, config sections and the library's own source.
+"""Content hashes: files, folders and the library's own source.
 
-Cache keys are built from these, never from paths alone, so a file changed in place or an
-edit to library code changes the key.
+Cache keys (`multitask.step_keys`) are built from these, never from paths alone, so a file
+changed in place or an edit to library code changes the key.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel
 
 LIBRARY_DIR = Path(__file__).resolve().parent
 _CHUNK = 1 << 20
@@ -58,19 +54,3 @@ def hash_stat(root: Path) -> str:
 def library_fingerprint() -> str:
     """Hash of all of `src/multitask`'s Python source (never stale, sometimes over-eager)."""
     return hash_tree(LIBRARY_DIR, "*.py")
-
-
-def of_value(value: Any) -> str:
-    """Fingerprint of one step input: a record's content hash, or a config section's JSON."""
-    fingerprint = getattr(value, "fingerprint", None)
-    if isinstance(fingerprint, str):
-        return fingerprint
-    if isinstance(value, BaseModel):
-        return digest(type(value).__name__, value.model_dump_json())
-    return digest(json.dumps(value, sort_keys=True, default=str))
-
-
-def step_key(step: str, inputs: dict[str, Any]) -> str:
-    """Cache key of a step: its name, the library source, and each input's fingerprint."""
-    parts = [f"{name}={of_value(value)}" for name, value in sorted(inputs.items())]
-    return digest(step, library_fingerprint(), *parts)

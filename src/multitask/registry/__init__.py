@@ -3,7 +3,8 @@
 `store` (the client and its URI), `references` (NAME@ALIAS, NAME/VERSION), `lineage` (what a
 model was made from), `runs` (logging and registering a trained model), `versions` (aliases,
 lookups, promotion, tags), `loading` (downloading and safe loading), `peek` (one version's tags
-and aliases read without MLflow).
+and aliases read without MLflow), `tags` (the fingerprint tag and the tags-and-aliases record that
+`peek` shares with the modules that use MLflow).
 
 Each name loads its module on first use (`__getattr__` below): importing the package costs
 nothing, so a flow run whose steps are all cached imports neither MLflow nor TensorFlow; it only

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from multitask.config import RunConfig
-from multitask.fingerprint import digest, library_fingerprint, of_value
+from multitask.fingerprint import digest, library_fingerprint
 from multitask.records import DatasetRef, ModelVersion
 from multitask.registry.store import client
+from multitask.step_keys import of_value
 
 LINEAGE_TAG = "lineage_fingerprint"
 # What makes a model; the other sections (evaluate, registry, gate) only judge or name it.

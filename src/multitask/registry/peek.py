@@ -21,14 +21,13 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 
 from multitask import workspace
 from multitask.records import ModelVersion
+from multitask.registry.tags import TRAIN_FINGERPRINT_TAG, Found
 
-TRAIN_FINGERPRINT_TAG = "multitask.train_fingerprint"
 # Settings that change how MLflow's client reaches its store: with any of them, ask MLflow.
 MLFLOW_ONLY_SETTINGS = ("MLFLOW_WORKSPACE", "MLFLOW_WORKSPACE_STORE_URI", "MLFLOW_ENABLE_WORKSPACES",
                         "MLFLOW_TRACKING_AUTH", "MLFLOW_TRACKING_INSECURE_TLS",
@@ -36,12 +35,6 @@ MLFLOW_ONLY_SETTINGS = ("MLFLOW_WORKSPACE", "MLFLOW_WORKSPACE_STORE_URI", "MLFLO
 DEFAULT_WORKSPACE = "default"  # MLflow's single-tenant workspace name, a column of its tables
 DELETED_STAGE = "Deleted_Internal"  # MLflow's SQL store soft-deletes a version with this stage
 WAIT_SECONDS = 30  # for a locked sqlite file, or a server's answer
-
-
-@dataclass(frozen=True)
-class Found:
-    tags: dict[str, str] = field(default_factory=dict)
-    aliases: list[str] = field(default_factory=list)
 
 
 class AskMlflow(Exception):
@@ -143,15 +136,7 @@ def _error_code(exc: urllib.error.HTTPError) -> str:
 
 
 def _from_mlflow(name: str, number: str) -> Found | None:
-    from mlflow.exceptions import MlflowException
+    # Imported here, not at the top: MLflow takes seconds to import, which this module exists to avoid.
+    from multitask.registry.versions import tags_and_aliases
 
-    from multitask.registry.store import client
-    from multitask.registry.versions import not_found
-
-    try:
-        mv = client().get_model_version(name, number)
-    except MlflowException as exc:
-        if not_found(exc):
-            return None
-        raise
-    return Found(tags=dict(mv.tags), aliases=sorted(mv.aliases))
+    return tags_and_aliases(name, number)

@@ -21,8 +21,8 @@ from multitask.errors import UserError
 from multitask.model import input_size, load
 from multitask.records import EvalReport, ModelVersion, TrainedModelRef
 from multitask.registry.loading import download, keras_file, serving_problem
-from multitask.registry.peek import TRAIN_FINGERPRINT_TAG
 from multitask.registry.store import client, experiment_id
+from multitask.registry.tags import TRAIN_FINGERPRINT_TAG
 from multitask.registry.versions import ensure_aliases, find_version, record, resolve
 from multitask.serving import COLUMN, LOADER_MODULE
 from multitask.train import read_history

@@ -13,9 +13,9 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from multitask import workspace
 from multitask.errors import UserError
 from multitask.records import ModelVersion
-from multitask.registry.peek import TRAIN_FINGERPRINT_TAG
 from multitask.registry.references import parse_reference
 from multitask.registry.store import client
+from multitask.registry.tags import TRAIN_FINGERPRINT_TAG, Found
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 
@@ -42,6 +42,18 @@ def ensure_aliases(c: MlflowClient, name: str, version: str, first_is_champion: 
 
 def not_found(exc: MlflowException) -> bool:
     return exc.error_code == ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+
+
+def tags_and_aliases(name: str, number: str) -> Found | None:
+    """The version's tags and aliases through MLflow's client, or None when it is not registered:
+    what `peek` answers for a store it cannot read directly."""
+    try:
+        mv = client().get_model_version(name, number)
+    except MlflowException as exc:
+        if not_found(exc):
+            return None
+        raise
+    return Found(tags=dict(mv.tags), aliases=sorted(mv.aliases))
 
 
 def list_models() -> list[dict[str, Any]]:
