@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -29,8 +30,14 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+# What `import tensorflow` writes to stderr before its logging is set up, whatever
+# TF_CPP_MIN_LOG_LEVEL says: absl's notice and oneDNN's, twice.
+TENSORFLOW_START_UP = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on")
+
+
 def quiet_environment() -> None:
-    """Offline-friendly defaults; the user's own settings win."""
+    """Offline-friendly defaults, and TensorFlow loaded without its start-up lines on stderr
+    (`MULTITASK_DEBUG=1` shows them); the user's own settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # stderr is for errors: progress (Prefect's step logs, MLflow's download bars) goes to stdout or nowhere
@@ -38,6 +45,28 @@ def quiet_environment() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Prefect waits 20 s for its temporary server to start: too short on a busy 2-core machine (seen).
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    if not os.environ.get("MULTITASK_DEBUG"):
+        _import_tensorflow_quietly()
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with file descriptor 2 pointed at a temporary file (its C++ start-up
+    lines bypass Python), then pass on to stderr every captured line but the known start-up ones."""
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401  (here, so that its start-up lines land in `captured`)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        for line in captured.read().decode(errors="replace").splitlines():
+            if line.strip() and not any(known in line for known in TENSORFLOW_START_UP):
+                sys.stderr.write(line + "\n")
 
 
 def run_config(dataset: str | None = None, preset: str = "default", epochs: int | None = None,

@@ -4,6 +4,9 @@ The default mock draws invalid boxes (min > max); ours yields valid ones, and on
 few images with two objects and (for oxford_iiit_pet's test split) all-zero head boxes.
 """
 
+import socket
+import threading
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -55,6 +58,13 @@ def _as_dataset(self, split, decoders=None, read_config=None, **kwargs):
     return tf.data.Dataset.from_generator(generate, output_signature=features.get_tensor_spec())
 
 
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """No test here reaches the network: a dataset's hosts are taken as answering (the one test
+    of the offline check puts the real check back)."""
+    monkeypatch.setattr(catalog, "unreachable_hosts", lambda urls: [])
+
+
 @pytest.mark.parametrize("name", TFDS_NAMES)
 def test_catalog_dataset_builds_a_snapshot_offline(name, workspace):
     data = DataConfig(dataset=f"tfds:{name}", image_size=32)
@@ -89,6 +99,49 @@ def test_unprepared_dataset_without_network_says_how_to_prepare(workspace, monke
     monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
     with pytest.raises(DataError, match=r"not prepared in .* `multitask data build tfds:cars196`"):
         catalog.prepare(DataConfig(dataset="tfds:cars196"))
+
+
+def test_offline_an_unprepared_dataset_fails_before_any_download_try(workspace, tmp_path, monkeypatch):
+    """TFDS would try each URL six times, each try waiting for the name lookup to fail: minutes.
+    The hosts of the first download are tried once, together, for at most `TIMEOUT_S`."""
+    from multitask.datasets import reachable, spec, tfds_catalog
+
+    with socket.socket() as closed:  # a port nothing listens on: refused at once
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setattr(TinyBoxes, "SOURCE", f"http://127.0.0.1:{port}/tiny_boxes.npz")
+    monkeypatch.setattr(spec, "TFDS_NAMES", (*spec.TFDS_NAMES, "tiny_boxes"))
+    monkeypatch.setitem(tfds_catalog.CATALOG, "tiny_boxes", tfds_catalog.CATALOG["cars196"])
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", lambda *a, **k: pytest.fail("tried"))
+    monkeypatch.setattr(catalog, "unreachable_hosts", reachable.unreachable_hosts)  # the real check
+    assert reachable.first_urls(catalog._tfds_builder(spec.parse("tfds:tiny_boxes"))) == [TinyBoxes.SOURCE]
+    with pytest.raises(DataError, match=r"tiny_boxes is not prepared .* its download cannot be reached from here "
+                                        r"\(127.0.0.1: no answer within 10 s\)\. On a machine with network run"):
+        catalog.prepare(DataConfig(dataset="tfds:tiny_boxes"))
+
+
+def test_a_host_that_never_answers_is_given_up_on_after_the_timeout(monkeypatch):
+    from multitask.datasets import reachable
+
+    released = threading.Event()
+
+    def hangs(address, timeout):
+        released.wait()  # a name lookup that does not return while the test runs
+
+    answering = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = answering.getsockname()[1]
+        real = socket.create_connection
+        monkeypatch.setattr(reachable.socket, "create_connection",
+                            lambda address, timeout: hangs(address, timeout) if address[0] == "slow.example"
+                            else real(address, timeout))
+        monkeypatch.setattr(reachable, "TIMEOUT_S", 0.5)
+        assert reachable.unreachable_hosts(["https://slow.example/a.tar", f"http://127.0.0.1:{port}/b.tar",
+                                            "file:///local/c.npz"]) == ["slow.example"]
+    finally:
+        released.set()
+        answering.close()
 
 
 # The real `tfds:` path, offline: a tiny registered builder whose source is a local file goes

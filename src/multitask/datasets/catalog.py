@@ -17,6 +17,7 @@ from multitask import workspace
 from multitask.config import DataConfig
 from multitask.datasets import folder, shapes, tfds_catalog
 from multitask.datasets.annotations import read_folder
+from multitask.datasets.reachable import TIMEOUT_S, first_urls, unreachable_hosts
 from multitask.datasets.spec import Spec, parse
 from multitask.errors import DataError
 from multitask.fingerprint import hash_listing, hash_tree
@@ -79,14 +80,16 @@ def _prepare_tfds(data: DataConfig, spec: Spec) -> DatasetRef:
         raise DataError("data.multi_object = \"error\" is for folder datasets; TFDS datasets take "
                         "\"skip\" (the default) or \"largest\"")
     builder = _tfds_builder(spec)
+    how = (f"On a machine with network run `multitask data build tfds:{spec.name}`, or point TFDS_DATA_DIR at "
+           "a folder where it is prepared.")
+    if not builder.is_prepared() and (hosts := unreachable_hosts(first_urls(builder))):
+        raise DataError(f"TFDS dataset {spec.name} is not prepared in {tfds_data_dir()} and its download "
+                        f"cannot be reached from here ({', '.join(hosts)}: no answer within {TIMEOUT_S:.0f} s). {how}")
     try:
         _build(builder, regenerate=False)
     except Exception as exc:
-        raise DataError(
-            f"TFDS dataset {spec.name} is not prepared in {tfds_data_dir()} and could not be "
-            f"downloaded ({type(exc).__name__}: {str(exc)[:200]}). On a machine with network run "
-            f"`multitask data build tfds:{spec.name}`, or point TFDS_DATA_DIR at a folder where it "
-            f"is prepared.") from exc
+        raise DataError(f"TFDS dataset {spec.name} is not prepared in {tfds_data_dir()} and could not be "
+                        f"downloaded ({type(exc).__name__}: {str(exc)[:200]}). {how}") from exc
     entry = tfds_catalog.CATALOG[spec.name]
     labels = entry.label_feature(builder.info.features)
     # Real TFDS datasets are versioned and large: fingerprint their file listing, not contents.

@@ -13,6 +13,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from multitask.datasets.annotations import Example
+from multitask.datasets.local_builder import LocalBuilder
 from multitask.errors import DataError
 from multitask.images import load_rgb
 from multitask.records import SPLITS
@@ -27,7 +28,7 @@ class FolderConfig(tfds.core.BuilderConfig):
     max_pixels: int = 0
 
 
-class Folder(tfds.core.GeneratorBasedBuilder):
+class Folder(LocalBuilder, tfds.core.GeneratorBasedBuilder):
     """One object per image from a folder with `annotations.csv` or COCO `annotations.json`."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -44,6 +45,9 @@ class Folder(tfds.core.GeneratorBasedBuilder):
                 "filename": tfds.features.Text(),
             }),
         )
+
+    def source(self) -> str:
+        return f"{len(self.builder_config.examples)} images in {self.builder_config.root}"
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         return {split: self._generate_examples(split) for split in SPLITS}

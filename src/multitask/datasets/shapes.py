@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw
 
+from multitask.datasets.local_builder import LocalBuilder
+
 IMAGE_SIZE = 64
 CLASS_NAMES = (
     "circle", "square", "triangle", "diamond", "pentagon",
@@ -124,7 +126,7 @@ def make_example(rng: np.random.Generator) -> tuple[np.ndarray, int, list[float]
     return np.asarray(canvas), label, [float(v) for v in box]
 
 
-class Shapes(tfds.core.GeneratorBasedBuilder):
+class Shapes(LocalBuilder, tfds.core.GeneratorBasedBuilder):
     """Coloured shapes with one box each; generated, never downloaded."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -142,6 +144,11 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
             }),
             supervised_keys=("image", "label"),
         )
+
+    def source(self) -> str:
+        cfg = self.builder_config
+        return f"the generator (train {cfg.train_size}, validation {cfg.validation_size}, test {cfg.test_size}, " \
+               f"seed {cfg.seed})"
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         cfg = self.builder_config
