@@ -22,7 +22,7 @@ PresetOption = Annotated[str, typer.Option(help="`seed` (the starting point) or 
 EpochsOption = Annotated[int | None, typer.Option(help="The most training epochs (overrides the preset).")]
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML file with config sections.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="section.key=value, repeatable.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on the last line of stdout.")]
 
 
 def fail(message: str) -> NoReturn:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import SetOption, print_json, run_config, run_flow
+from cli.common import JsonOption, SetOption, print_json, run_config, run_flow
 
 app = typer.Typer(no_args_is_help=True, help="Datasets: build the TFDS records, validate them.")
 
@@ -15,7 +15,7 @@ app = typer.Typer(no_args_is_help=True, help="Datasets: build the TFDS records, 
 def data_build(
     spec: str = typer.Argument(..., help="`shapes`, `tfds:NAME` or `folder:PATH`."),
     sets: SetOption = None,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonOption = False,
 ) -> None:
     """Build (or reuse) the TFDS records of a dataset in the workspace."""
     config = run_config(spec, sets=sets)
@@ -34,7 +34,7 @@ def data_build(
 def data_validate(
     spec: str = typer.Argument(..., help="`shapes`, `tfds:NAME` or `folder:PATH`."),
     sets: SetOption = None,
-    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    as_json: JsonOption = False,
 ) -> None:
     """Build the dataset and its snapshot, check labels, boxes, splits and classes; exit 2 if bad."""
     config = run_config(spec, sets=sets)

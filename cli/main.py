@@ -127,7 +127,7 @@ def _copy_report(summary: dict[str, Any], out: Path) -> list[str]:
 def predict(
     images: list[Path] = typer.Argument(..., help="Image files (PNG, JPEG, ...)."),
     model: str = typer.Option("multitask-shapes@champion", help="NAME@ALIAS or NAME/VERSION."),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON list as the last stdout line."),
+    as_json: JsonOption = False,
 ) -> None:
     """Label, score and pixel box (xmin, ymin, xmax, ymax in the original image) per image."""
     quiet_environment()
@@ -153,7 +153,7 @@ def evaluate_command(
     model: str = typer.Option(..., help="NAME@ALIAS or NAME/VERSION."),
     dataset: str = typer.Option(..., help="Dataset spec; its test split is used."),
     sets: SetOption = None,
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last stdout line."),
+    as_json: JsonOption = False,
 ) -> None:
     """Evaluate a registered model on a dataset's test split (built at the model's input size)."""
     loaded = run_config(dataset, sets=sets)

@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from cli.common import fail, print_json, quiet_environment
+from cli.common import JsonOption, fail, print_json, quiet_environment
 from multitask.errors import UserError
 
 app = typer.Typer(no_args_is_help=True, help="Registered models.")
@@ -22,7 +22,7 @@ def _current_user() -> str:
 
 
 @app.command("list")
-def models_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON list.")) -> None:
+def models_list(as_json: JsonOption = False) -> None:
     """Registered models and their versions, newest first."""
     quiet_environment()
     from multitask import registry
@@ -43,7 +43,7 @@ def models_list(as_json: bool = typer.Option(False, "--json", help="Print a JSON
 @app.command("show")
 def models_show(
     model: str = typer.Argument(..., help="NAME@ALIAS or NAME/VERSION."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    as_json: JsonOption = False,
 ) -> None:
     """One version: aliases, tags (lineage, metrics, gate decisions), source."""
     quiet_environment()

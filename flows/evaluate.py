@@ -11,7 +11,7 @@ from multitask import workspace
 from multitask.config import RunConfig
 from multitask.errors import UserError
 from multitask.gate import classes_differ
-from tasks.registered import evaluate_registered, model_preprocessing, resolve_model
+from tasks.versions import evaluate_registered, model_preprocessing, resolve_model
 
 
 @flow(name="evaluate")

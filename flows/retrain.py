@@ -14,7 +14,7 @@ from multitask.records import SUMMARY_METRICS, DatasetRef, EvalReport, ModelVers
 from tasks.exclusive import one_at_a_time
 from tasks.gate import apply_gate, current_champion, find_unchanged
 from tasks.register import register_model
-from tasks.registered import evaluate_registered, model_preprocessing
+from tasks.versions import evaluate_registered, model_preprocessing
 
 # Judgements of one challenger when the champion keeps moving meanwhile; then it is kept out.
 JUDGEMENTS = 3

@@ -18,7 +18,7 @@ from multitask.model import build_model
 from multitask.step_keys import model_fingerprint
 from multitask.train import read_history
 
-from conftest import TINY
+from helpers import TINY
 
 
 def _backbone_of(model: keras.Model) -> keras.Model:

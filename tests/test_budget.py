@@ -16,7 +16,7 @@ from multitask.heads import SoftArgmaxBox
 from multitask.model import build_model
 from multitask.train import read_history
 
-from conftest import DEFAULT_MODEL, tiny_config, training_inputs
+from helpers import DEFAULT_MODEL, tiny_config, training_inputs
 
 
 def test_an_untrained_box_head_starts_wide():

@@ -12,7 +12,7 @@ from multitask import compare
 from multitask.compare import RunResult, summarise
 from multitask.errors import ConfigError
 
-from conftest import TINY, tiny_config
+from helpers import TINY, tiny_config
 
 # Both baselines and one learned weighting, on the small `seed` model, keep the suite fast;
 # `summarise` is tested on all five variants.

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from cli import app
 from flows.compare import run_compare
 
-from conftest import tiny_config
+from helpers import tiny_config
 
 VARIANTS = ["label-only", "uncertainty"]
 

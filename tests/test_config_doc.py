@@ -6,7 +6,7 @@ import importlib.util
 
 from multitask.config import RunConfig
 
-from conftest import ROOT
+from helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("config_doc", ROOT / "tools" / "config_doc.py")
 config_doc = importlib.util.module_from_spec(spec)

@@ -16,7 +16,7 @@ from flows.train import train_flow
 from multitask import registry
 from multitask.train import read_history
 
-from conftest import TINY, tiny_config, versions
+from helpers import TINY, tiny_config, versions
 
 CHILD = """
 import json, sys, time

@@ -13,7 +13,7 @@ import pytest
 
 from multitask import registry
 
-from conftest import run_prefect, tiny_parameters
+from helpers import run_prefect, tiny_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_FLOORS = ("gate.min_accuracy=0", "gate.min_mean_iou=0")

@@ -12,7 +12,7 @@ from flows.retrain import retrain_flow
 from flows.train import train_flow
 from multitask import registry
 
-from conftest import tiny_config
+from helpers import tiny_config
 
 NO_FLOORS = ("gate.min_accuracy=0", "gate.min_mean_iou=0")
 

@@ -23,7 +23,7 @@ from multitask.errors import UserError, WorkspaceError
 from tasks import data as data_tasks
 from tasks import register as register_tasks
 
-from conftest import DATA_STEPS, TINY, no_retry_waits, tiny_config, versions
+from helpers import DATA_STEPS, TINY, no_retry_waits, tiny_config, versions
 
 
 @pytest.fixture(scope="module")

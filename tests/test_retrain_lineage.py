@@ -15,7 +15,7 @@ from flows.retrain import retrain_flow
 from multitask import registry
 from multitask.datasets.export import write_folder
 
-from conftest import TINY, tiny_config
+from helpers import TINY, tiny_config
 
 SETS = (*TINY, "gate.min_accuracy=0", "gate.min_mean_iou=0")
 

@@ -20,7 +20,7 @@ from multitask.datasets.shapes import CLASS_NAMES
 from multitask.pipeline import box_to_pixels
 from multitask.predict import predict, predictions_csv
 
-from conftest import DEFAULT_MODEL, tiny_config, versions
+from helpers import DEFAULT_MODEL, tiny_config, versions
 
 NO_FLOORS = ("gate.min_accuracy=0", "gate.min_mean_iou=0")
 

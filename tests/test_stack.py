@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_prefect, stack_module, tiny_parameters
+from helpers import run_prefect, stack_module, tiny_parameters
 
 pytestmark = [pytest.mark.slow, pytest.mark.server, pytest.mark.timeout(900)]
 

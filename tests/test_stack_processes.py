@@ -16,7 +16,7 @@ import pytest
 
 from multitask import processes
 
-from conftest import stack_module
+from helpers import stack_module
 
 stack = stack_module()
 

@@ -191,7 +191,7 @@ def test_a_tfds_dataset_is_downloaded_prepared_and_trained_on(workspace, tmp_pat
     from multitask.model import save_initial
     from multitask.train import train
 
-    from conftest import tiny_config
+    from helpers import tiny_config
 
     monkeypatch.setattr(TinyBoxes, "SOURCE", _tiny_source(tmp_path / "tiny_boxes.npz"))
     monkeypatch.setattr(spec, "TFDS_NAMES", (*spec.TFDS_NAMES, "tiny_boxes"))

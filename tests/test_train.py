@@ -20,7 +20,7 @@ from multitask.pipeline import make_dataset
 from multitask.train import read_history
 from multitask.weighting import WeightedMultiTask
 
-from conftest import TINY
+from helpers import TINY
 
 
 class CrashAtEpoch(keras.callbacks.Callback):

@@ -22,7 +22,7 @@ from multitask.errors import DataError
 from multitask.weighting import WeightedMultiTask
 from tasks.data import prepare_dataset
 
-from conftest import DATA_STEPS, DEFAULT_MODEL, TINY, no_retry_waits, tiny_config, versions
+from helpers import DATA_STEPS, DEFAULT_MODEL, TINY, no_retry_waits, tiny_config, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_STEPS = (*DATA_STEPS, "build_model", "train_model", "evaluate_model", "register_model")

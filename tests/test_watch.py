@@ -132,7 +132,7 @@ def test_an_event_that_did_not_go_out_is_sent_by_the_next_run(prefect_server, wo
     from flows.watch import watch_flow
     from tasks import watch as watch_steps
 
-    from conftest import no_retry_waits
+    from helpers import no_retry_waits
 
     spec = f"folder:{folder}"
     assert not watch_flow(spec)["changed"]

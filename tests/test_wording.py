@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 
 spec = importlib.util.spec_from_file_location("wording", ROOT / "tools" / "wording.py")
 wording = importlib.util.module_from_spec(spec)
