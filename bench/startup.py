@@ -23,7 +23,7 @@ from training import snapshot_of, train_once  # noqa: E402
 
 from multitask.evaluate import evaluate  # noqa: E402
 
-from conftest import tiny_config  # noqa: E402  (the tests' tiny data, so the figures are theirs)
+from helpers import tiny_config  # noqa: E402  (the tests' tiny data, so the figures are theirs)
 
 
 def main() -> None:

@@ -44,7 +44,7 @@ from stack_services import POOL, SERVICES, Services
 from stack_signals import _children, _end
 from stack_state import HOST
 
-# What code that loads this script by path (tests/conftest.py) reaches through it, siblings' names included.
+# What code that loads this script by path (tests/helpers.py) reaches through it, siblings' names included.
 __all__ = ["POOL", "Stack", "StackError", "_children", "_end", "_open_log", "_password_file", "_say",
            "_write_private", "down", "main", "stop_started", "up"]
 
