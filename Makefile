@@ -7,7 +7,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 # Test processes: each runs whole files, so module fixtures stay in one process (0: all in this one).
 TEST_WORKERS ?= 2
-# Files in the order tests/conftest.py gives them (heaviest first), not xdist's (by test count).
+# Files in the order tests/ordering.py gives them (heaviest first), not xdist's (by test count).
 XDIST := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: install train lint test test-fast bench quality docs clean

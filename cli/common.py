@@ -51,11 +51,15 @@ def quiet_environment() -> None:
 
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with file descriptor 2 pointed at a temporary file (its C++ start-up
-    lines bypass Python), then pass on to stderr every captured line but the known start-up ones."""
-    if "tensorflow" in sys.modules:
+    lines bypass Python), then pass on to stderr every captured line but the known start-up ones,
+    also when the import fails (its reasons are among them). Without a stderr, import as is."""
+    if "tensorflow" in sys.modules or sys.stderr is None:
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # descriptor 2 is closed: nothing to keep clean
         return
     sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
@@ -63,10 +67,10 @@ def _import_tensorflow_quietly() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        captured.seek(0)
-        for line in captured.read().decode(errors="replace").splitlines():
-            if line.strip() and not any(known in line for known in TENSORFLOW_START_UP):
-                sys.stderr.write(line + "\n")
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip() and not any(known in line for known in TENSORFLOW_START_UP):
+                    sys.stderr.write(line + "\n")
 
 
 def run_config(dataset: str | None = None, preset: str = "default", epochs: int | None = None,

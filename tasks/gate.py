@@ -61,11 +61,16 @@ def apply_gate(challenger: ModelVersion, challenger_report: EvalReport, champion
     judged = champion.version if champion else None
     with one_at_a_time("promote", challenger.name):
         current = registry.champion(challenger.name)
-        if (current.version if current else None) != judged:
+        now = current.version if current else None
+        if now == challenger.version and _promoted_by_this_judgement(challenger, judged):
+            pass  # a retry after this very promotion (a later part failed): it stands, recorded once
+        elif now != judged:
             if not last_try:
                 return None
-            decision = champion_moved(challenger_report.metrics, judged, current.version if current else None)
-        _record(decision, challenger, judged)
+            decision = champion_moved(challenger_report.metrics, judged, now)
+            _record(decision, challenger, judged)
+        else:
+            _record(decision, challenger, judged)
     create_table_artifact(key="gate-comparison", table=_table(decision, challenger, champion),
                           description="Champion vs challenger on the same test split, per head")
     verdict = "promoted to champion" if decision.promote else "kept out"
@@ -73,6 +78,11 @@ def apply_gate(challenger: ModelVersion, challenger_report: EvalReport, champion
         f"# v{challenger.version} {verdict}", decision.reason,
         _side_by_side(challenger, challenger_report, champion, champion_report)]))
     return decision
+
+
+def _promoted_by_this_judgement(challenger: ModelVersion, judged: str | None) -> bool:
+    tags = registry.show(f"{challenger.name}/{challenger.version}")["tags"]
+    return tags.get("gate.decision") == "promoted" and tags.get("gate.champion_version") == (judged or "")
 
 
 def _record(decision: Decision, challenger: ModelVersion, judged: str | None) -> None:

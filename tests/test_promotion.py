@@ -7,12 +7,13 @@ import pytest
 from typer.testing import CliRunner
 
 import multitask.train
+import tasks.gate
 from cli import app
 from flows.retrain import retrain_flow
 from flows.train import train_flow
 from multitask import registry
 
-from helpers import tiny_config
+from helpers import no_retry_waits, tiny_config
 
 NO_FLOORS = ("gate.min_accuracy=0", "gate.min_mean_iou=0")
 
@@ -65,6 +66,27 @@ def test_overlapping_retrains_take_turns_and_the_second_is_judged_against_the_fi
     assert second["metrics"].keys() == {"challenger", "champion"}
     expected = second["challenger"] if second["decision"] == "promoted" else first["challenger"]
     assert registry.champion("overlap").version == expected
+
+
+def test_a_gate_retried_after_its_promotion_keeps_the_promotion(prefect_server, workspace, monkeypatch):
+    """The promotion went through, then the step failed on a transient error (its artifact): the
+    retry finds its own promotion, and neither calls it "moved" nor records anything twice."""
+    name = 'registry.model_name="retried"'
+    failed: list[str] = []
+    real_artifact = tasks.gate.create_table_artifact
+
+    def fails_once(**kwargs):
+        if not failed:
+            failed.append("gate-comparison")
+            raise ConnectionError("the API went away after the promotion")
+        return real_artifact(**kwargs)
+
+    monkeypatch.setattr(tasks.gate, "create_table_artifact", fails_once)
+    no_retry_waits(monkeypatch, tasks.gate.apply_gate)
+    result = retrain_flow(config=tiny_config(*NO_FLOORS, name))
+    assert failed and result["decision"] == "promoted" and result["champion"] == "1"
+    tags = _tags("retried", "1")
+    assert tags["gate.decision"] == "promoted" and registry.champion("retried").version == "1"
 
 
 @pytest.mark.parametrize("kind", ["promote", "retrain"])

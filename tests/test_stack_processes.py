@@ -76,7 +76,19 @@ def test_down_leaves_alone_a_bare_pid_and_says_so(tmp_path, sleepers, capsys):
     stack.down(st)
     time.sleep(0.3)
     assert unrelated.running()
-    assert "names no process identity" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "names no process identity" in said and str(unrelated.pid) in said  # the PID, to stop it by hand
+    assert (st.run / "mlflow.pid").read_text() == str(unrelated.pid)  # the only record of it is kept
+
+
+def test_down_keeps_a_pid_file_written_on_another_host(tmp_path, sleepers, capsys):
+    st = stack.Stack(tmp_path)
+    elsewhere = sleepers()
+    _record(st, "prefect", elsewhere, host="another-host")
+    stack.down(st)
+    time.sleep(0.3)
+    assert elsewhere.running() and (st.run / "prefect.pid").exists()
+    assert "written on host 'another-host', not this one" in capsys.readouterr().err
 
 
 def test_down_stops_the_very_process_up_started(tmp_path, sleepers):
@@ -116,6 +128,32 @@ def test_a_failed_or_interrupted_up_stops_only_what_it_started(tmp_path, sleeper
     assert running.running(), "the failed up stopped a service it had not started"
     assert st.pid("prefect") == running.pid
     assert not (st.run / "mlflow.pid").exists() and not (st.run / "worker.pid").exists()
+
+
+def test_an_up_that_fails_before_writing_a_pid_file_still_stops_that_process(tmp_path, monkeypatch):
+    """Failing (or killed) between starting a service and recording it: the process is still stopped."""
+    import stack_services
+
+    monkeypatch.setattr(stack.Stack, "start_postgres", lambda self: None)
+    monkeypatch.setattr(stack.Stack, "command", lambda self, service: (["sleep", "300"], dict(os.environ)))
+    launched: list[subprocess.Popen] = []
+    real_popen, real_write = subprocess.Popen, stack_services._write_private
+
+    def no_room_for_pid_files(path, text):
+        if path.suffix == ".pid":
+            raise OSError(28, "No space left on device")
+        real_write(path, text)
+
+    monkeypatch.setattr(stack_services.subprocess, "Popen",
+                        lambda *args, **kwargs: launched.append(real_popen(*args, **kwargs)) or launched[-1])
+    monkeypatch.setattr(stack_services, "_write_private", no_room_for_pid_files)
+    try:
+        assert stack.main(["up", str(tmp_path)]) == 1
+        [proc] = launched
+        assert proc.wait(timeout=5) == -signal.SIGTERM, "the service started before the failure still runs"
+    finally:
+        for proc in launched:
+            proc.kill()
 
 
 def test_a_link_in_place_of_a_log_is_refused_not_followed(tmp_path):

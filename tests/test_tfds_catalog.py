@@ -121,6 +121,24 @@ def test_offline_an_unprepared_dataset_fails_before_any_download_try(workspace, 
         catalog.prepare(DataConfig(dataset="tfds:tiny_boxes"))
 
 
+def test_the_offline_check_steps_aside_where_it_would_prove_nothing(monkeypatch):
+    """Behind a proxy a direct connection says nothing; a URL whose port does not parse is TFDS's to
+    report; http and https of one host are two targets, each judged on its own."""
+    from multitask.datasets import reachable
+
+    tried: list[tuple[str, int]] = []
+    monkeypatch.setattr(reachable, "_connects", lambda target, answers: tried.append(target) or answers.update(
+        {target: target[1] == 443}))
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert reachable.unreachable_hosts(["https://far.example/a.tar"]) == [] and tried == []
+    monkeypatch.delenv("HTTPS_PROXY")
+    for name in ("HTTP_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert reachable.unreachable_hosts(["https://far.example:99999/a.tar"]) == [] and tried == []
+    assert reachable.unreachable_hosts(["https://far.example/a", "http://far.example/b"]) == ["far.example"]
+    assert sorted(tried) == [("far.example", 80), ("far.example", 443)]
+
+
 def test_a_host_that_never_answers_is_given_up_on_after_the_timeout(monkeypatch):
     from multitask.datasets import reachable
 

@@ -72,7 +72,7 @@ def up(stack: Stack) -> None:
 
 def stop_started(stack: Stack) -> None:
     """Stop what this `up` started (after a failure or an interrupt), nothing that ran before it."""
-    stopped = [service for service in reversed(SERVICES) if service in stack.started and stack.stop(service)]
+    stopped = [service for service in reversed(SERVICES) if stack.stop_own(service)]
     if stack.started_postgres and stack.stop_postgres():
         stopped.append("postgres")
     if stopped:

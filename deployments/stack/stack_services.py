@@ -92,8 +92,9 @@ class Services(StackDir):
             raise StackError(f"creating the work pool {POOL!r} answered HTTP {status}")
 
     def pid(self, service: str) -> int | None:
-        """The pid of the service `up` started, if that very process still runs; else None (and a
-        PID file that names another process, or none, is removed)."""
+        """The pid of the service `up` started, if that very process still runs; else None. A PID
+        file whose process is known to be gone is removed; one that cannot be judged (a bare PID,
+        or an identity from another host name) is kept, and said so."""
         path = self.run / f"{service}.pid"
         try:
             recorded = json.loads(path.read_text())
@@ -101,13 +102,28 @@ class Services(StackDir):
             return None
         except (OSError, ValueError):
             recorded = None
-        if isinstance(recorded, dict) and processes.is_running(recorded):
+        running = processes.is_running(recorded) if isinstance(recorded, dict) else None
+        if running:
             return recorded["pid"]
-        if not isinstance(recorded, dict):
-            _say(f"{path} names no process identity (a bare PID proves nothing after an exit or a "
-                 "reboot): nothing signalled; stop that service by hand if it still runs")
-        path.unlink(missing_ok=True)
+        if running is False:
+            path.unlink(missing_ok=True)
+        elif not isinstance(recorded, dict):
+            _say(f"{path} names no process identity ({recorded!r}; a bare PID proves nothing after an exit or a "
+                 "reboot): nothing signalled and the file kept; stop that service by hand if it still runs")
+        else:
+            _say(f"{path} was written on host {recorded.get('host')!r}, not this one: nothing signalled and "
+                 "the file kept")
         return None
+
+    def stop_own(self, service: str) -> bool:
+        """Stop the process this call of `up` started for `service` (its PID file may not be
+        written yet: the Popen object says which process it is)."""
+        proc = self.started.get(service)
+        if proc is None or proc.poll() is not None:
+            return False
+        _end([proc.pid, *(_children(proc.pid) if service == "worker" else [])], reap=self._reap)
+        (self.run / f"{service}.pid").unlink(missing_ok=True)
+        return True
 
     def stop(self, service: str) -> bool:
         """SIGTERM to the service's process group, SIGKILL after 20 s. For the worker, also to the

@@ -10,8 +10,9 @@ runs around the Keras model: decode, the training resize policy, normalisation, 
 to each original image's pixels (`pipeline.pixel_boxes`). TensorFlow decodes the bytes, so a
 JPEG's EXIF orientation is not applied (`multitask predict` applies it). Before it decodes an
 image, the graph reads the size its header declares and refuses (InvalidArgumentError) any
-other format than PNG, JPEG, BMP, GIF and WebP, and an image over the model's pixel limit
-(`max_pixels` in `preprocessing.json`, `data.max_pixels` when it was trained).
+other format than PNG, JPEG, BMP and WebP, and an image over the model's pixel limit
+(`max_pixels` in `preprocessing.json`, `data.max_pixels` when it was trained). GIF is refused
+there: its header cannot bound what TensorFlow decodes (`multitask.image_headers`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ import tensorflow as tf
 from multitask import atomic
 from multitask.config import DEFAULT_MAX_PIXELS
 from multitask.errors import ConfigError, UserError
-from multitask.image_headers import declared_pixels
-from multitask.images import FORMATS_SHOWN
+from multitask.image_headers import GRAPH_FORMATS_SHOWN, declared_pixels
 from multitask.pipeline import normalise, pixel_boxes, resize_image
 
 FORMATS = ("saved_model", "tflite")
@@ -36,7 +36,7 @@ EXPORT_NAMES = {METADATA, "model.tflite", "saved_model.pb", "fingerprint.pb", "v
 
 
 class ImageServing(tf.Module):
-    """`serve(images)`: a batch of encoded PNG/JPEG/BMP/GIF/WebP bytes -> `label_scores` (N x classes)
+    """`serve(images)`: a batch of encoded PNG/JPEG/BMP/WebP bytes -> `label_scores` (N x classes)
     and `box` (N x 4: xmin, ymin, xmax, ymax in pixels of each image)."""
 
     def __init__(self, model: keras.Model, size: int, policy: str, max_pixels: int):
@@ -46,7 +46,7 @@ class ImageServing(tf.Module):
     def _prepare(self, encoded: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         pixels = declared_pixels(encoded)
         checks = [
-            tf.debugging.Assert(pixels >= 0, [f"not a {FORMATS_SHOWN} image"]),
+            tf.debugging.Assert(pixels >= 0, [f"not a {GRAPH_FORMATS_SHOWN} image (the SavedModel takes no GIF)"]),
             tf.debugging.Assert(pixels <= self.max_pixels, [
                 "the image declares", pixels, f"pixels, over the limit of {self.max_pixels:,} (data.max_pixels)"]),
         ]

@@ -2,9 +2,10 @@
 
 The SavedModel export decodes inside its graph, where Pillow's checks (`multitask.images`) do not
 run, and `tf.io.decode_image` allocates whatever size a header declares: a 150 KB PNG can declare
-50,000 x 50,000 pixels. `declared_pixels` reads the size from the header of each allowed format
-(PNG, JPEG, GIF, BMP, WebP), so the graph can refuse the image first, and answers -1 for any
-other format (TensorFlow would also decode JPEG XL).
+50,000 x 50,000 pixels. `declared_pixels` reads the size from the header of PNG, JPEG, BMP and WebP, so the graph can
+refuse the image first, and answers -1 for any other format (TensorFlow would also decode JPEG XL).
+GIF is left out: TensorFlow decodes every frame of a GIF, each at the size of the largest frame,
+which no header field declares (a GIF declaring 1 x 1 decodes to whatever its frames hold).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import tensorflow as tf
 
 _PAD = b"\0" * 32  # so that reading a field past the end of a short input reads zeros, not an error
 _PNG = b"\x89PNG\r\n\x1a\n"
+GRAPH_FORMATS_SHOWN = "PNG, JPEG, BMP or WebP"  # what the SavedModel takes
 
 
 def _bytes(padded: tf.Tensor, offset: int, length: int) -> tf.Tensor:
@@ -56,7 +58,7 @@ def _webp(padded: tf.Tensor) -> tf.Tensor:
 
 def declared_pixels(encoded: tf.Tensor) -> tf.Tensor:
     """Width x height as one encoded image's header declares them (int64 scalar), or -1 when the
-    bytes are not PNG, JPEG, GIF, BMP or WebP."""
+    bytes are not PNG, JPEG, BMP or WebP (`GRAPH_FORMATS_SHOWN`)."""
     padded = tf.strings.join([encoded, _PAD])
 
     def jpeg() -> tf.Tensor:
@@ -66,7 +68,6 @@ def declared_pixels(encoded: tf.Tensor) -> tf.Tensor:
     return tf.case([
         (_is(padded, 0, _PNG), lambda: _big(padded, 16, 4) * _big(padded, 20, 4)),
         (_is(padded, 0, b"\xff\xd8\xff"), jpeg),
-        (_is(padded, 0, b"GIF8"), lambda: _little(padded, 6, 2) * _little(padded, 8, 2)),
         (_is(padded, 0, b"BM"), lambda: _bmp(padded)),
         (tf.logical_and(_is(padded, 0, b"RIFF"), _is(padded, 8, b"WEBP")), lambda: _webp(padded)),
     ], default=lambda: tf.constant(-1, tf.int64))

@@ -75,6 +75,13 @@ def _tfds_builder(spec: Spec) -> tfds.core.DatasetBuilder:
     return tfds.builder(name, data_dir=str(tfds_data_dir()))
 
 
+def _downloads_at_hand() -> bool:
+    """Whether TFDS's download folder holds anything (copied in by hand, or left by an earlier
+    try): then the build may need no network at all, and only trying tells."""
+    folder = tfds_data_dir() / "downloads"
+    return folder.is_dir() and any(folder.iterdir())
+
+
 def _prepare_tfds(data: DataConfig, spec: Spec) -> DatasetRef:
     if data.multi_object == "error":
         raise DataError("data.multi_object = \"error\" is for folder datasets; TFDS datasets take "
@@ -82,7 +89,7 @@ def _prepare_tfds(data: DataConfig, spec: Spec) -> DatasetRef:
     builder = _tfds_builder(spec)
     how = (f"On a machine with network run `multitask data build tfds:{spec.name}`, or point TFDS_DATA_DIR at "
            "a folder where it is prepared.")
-    if not builder.is_prepared() and (hosts := unreachable_hosts(first_urls(builder))):
+    if not builder.is_prepared() and not _downloads_at_hand() and (hosts := unreachable_hosts(first_urls(builder))):
         raise DataError(f"TFDS dataset {spec.name} is not prepared in {tfds_data_dir()} and its download "
                         f"cannot be reached from here ({', '.join(hosts)}: no answer within {TIMEOUT_S:.0f} s). {how}")
     try:

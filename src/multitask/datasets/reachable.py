@@ -8,6 +8,7 @@ connect to each host, all at once, for `TIMEOUT_S`.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -19,8 +20,9 @@ import tensorflow_datasets as tfds
 TIMEOUT_S = 10.0
 
 
-class _Listed(Exception):
-    """Raised by `_Lister` once it has the URLs of the first download."""
+class _Listed(BaseException):
+    """Raised by `_Lister` once it has the URLs of the first download (a BaseException, so that a
+    builder's own `except Exception` does not swallow it)."""
 
 
 class _Lister(tfds.download.DownloadManager):
@@ -57,23 +59,42 @@ def first_urls(builder: tfds.core.GeneratorBasedBuilder) -> list[str]:
     return lister.urls
 
 
-def _connects(host: str, port: int, answers: dict[str, bool]) -> None:
+def _connects(target: tuple[str, int], answers: dict[tuple[str, int], bool]) -> None:
     try:
-        socket.create_connection((host, port), timeout=TIMEOUT_S).close()
-        answers[host] = True
+        socket.create_connection(target, timeout=TIMEOUT_S).close()
+        answers[target] = True
     except OSError:
-        answers[host] = False
+        answers[target] = False
+
+
+def _targets(urls: list[str]) -> set[tuple[str, int]]:
+    """(host, port) of each http(s) URL; a URL whose port does not parse is left to TFDS."""
+    targets = set()
+    for parts in map(urlsplit, urls):
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            continue
+        if parts.hostname and parts.scheme in ("http", "https"):
+            targets.add((parts.hostname, port))
+    return targets
+
+
+def through_proxy() -> bool:
+    """Whether downloads go through a proxy (then a direct connection proves nothing)."""
+    return any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                                 "ALL_PROXY", "all_proxy"))
 
 
 def unreachable_hosts(urls: list[str]) -> list[str]:
-    """The hosts of `urls` that did not accept a connection within `TIMEOUT_S` (name lookup included)."""
-    targets = {(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
-               for parts in map(urlsplit, urls) if parts.hostname and parts.scheme in ("http", "https")}
-    answers: dict[str, bool] = {}
-    threads = [threading.Thread(target=_connects, args=(host, port, answers), daemon=True) for host, port in targets]
+    """The hosts of `urls` that did not accept a connection within `TIMEOUT_S` (name lookup
+    included), all tried at once; none when a proxy is configured."""
+    targets = set() if through_proxy() else _targets(urls)
+    answers: dict[tuple[str, int], bool] = {}
+    threads = [threading.Thread(target=_connects, args=(target, answers), daemon=True) for target in targets]
     for thread in threads:
         thread.start()
     deadline = time.monotonic() + TIMEOUT_S
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
-    return sorted(host for host, _ in targets if not answers.get(host, False))
+    return sorted({host for host, port in targets if not answers.get((host, port), False)})
