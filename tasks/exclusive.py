@@ -5,7 +5,8 @@ slot on that server, named for the model, so every worker and every person promo
 shares it, whatever machine or workspace they use. A slot is held under a lease the holder
 renews: a killed holder's slot frees itself when the lease runs out (`LEASE_S`). Without a server
 (a local run, whose Prefect server is a temporary one of its own process) the lock is a file in
-the workspace (`multitask.file_lock`), which the kernel releases when its process dies.
+the workspace (`multitask.file_lock`), which the kernel releases when its process dies; it says
+so when the registry is a shared server, whose other users that file does not reach.
 A waiter says every minute what it waits for.
 """
 
@@ -45,6 +46,9 @@ def one_at_a_time(kind: Kind, model_name: str) -> Iterator[None]:
     """Hold the model's `kind` lock for the block (see the module's docstring)."""
     what = f"the {kind} lock of {model_name}"
     if server_url() is None:
+        if workspace.tracking_uri().startswith(("http://", "https://", "databricks")):
+            _say(f"{what} is a file in this workspace, but the registry ({workspace.tracking_uri()}) is shared: "
+                 "set PREFECT_API_URL to the team's Prefect server so that every promotion takes one lock")
         with file_lock.exclusive(workspace.locks_dir() / f"{limit_name(kind, model_name)}.lock", what, _say,
                                  LOG_EVERY_S):
             yield

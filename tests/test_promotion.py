@@ -113,3 +113,16 @@ def test_without_a_server_the_lock_is_a_file_the_kernel_releases(workspace, monk
     waiter.join(timeout=5)
     assert order == ["first", "second"]
     assert (workspace / "locks" / f"multitask-{kind}-m.lock").exists()
+
+
+def test_a_workspace_lock_beside_a_shared_registry_says_it_reaches_no_one_else(workspace, monkeypatch, caplog):
+    from tasks import exclusive
+
+    monkeypatch.setattr(exclusive, "server_url", lambda: None)
+    with exclusive.one_at_a_time("promote", "m"):
+        pass
+    assert "shared" not in caplog.text  # the workspace's own registry: the file reaches everyone
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    with exclusive.one_at_a_time("promote", "m"):
+        pass
+    assert "the registry (http://127.0.0.1:5000) is shared: set PREFECT_API_URL" in caplog.text

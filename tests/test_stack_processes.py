@@ -156,6 +156,29 @@ def test_an_up_that_fails_before_writing_a_pid_file_still_stops_that_process(tmp
             proc.kill()
 
 
+def test_as_root_a_dir_someone_else_could_write_is_refused(tmp_path, sleepers, monkeypatch, capsys):
+    """A PID file planted in a DIR another user can write would make root's `down` signal any process."""
+    uid = os.getuid()
+    mine = tmp_path / "mine"
+    (mine / "run").mkdir(parents=True, mode=0o700)
+    mine.chmod(0o711)
+    assert stack.unsafe_folders(mine, uid) == [] and stack.unsafe_folders(tmp_path / "absent", uid) == []
+    (mine / "run").chmod(0o777)
+    assert stack.unsafe_folders(mine, uid) == [f"{mine / 'run'} is writable by others (mode 777)"]
+    assert stack.unsafe_folders(mine, uid + 1)[0] == f"{mine} belongs to uid {uid}"
+    (tmp_path / "link").symlink_to(mine)
+    assert stack.unsafe_folders(tmp_path / "link", uid)[0] == f"{tmp_path / 'link'} is a link"
+
+    victim = sleepers()
+    st = stack.Stack(mine)
+    _record(st, "worker", victim)  # planted
+    monkeypatch.setattr(stack.os, "geteuid", lambda: 0)
+    assert stack.main(["down", str(mine)]) == 2
+    assert "error: as root, DIR must be root's own: " in capsys.readouterr().err
+    time.sleep(0.3)
+    assert victim.running() and (st.run / "worker.pid").exists()
+
+
 def test_a_link_in_place_of_a_log_is_refused_not_followed(tmp_path):
     target = tmp_path / "elsewhere"
     target.write_text("someone else's file\n")

@@ -31,6 +31,7 @@ and `stack_output` (the error and the lines on stderr).
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from pathlib import Path
@@ -46,7 +47,7 @@ from stack_state import HOST
 
 # What code that loads this script by path (tests/helpers.py) reaches through it, siblings' names included.
 __all__ = ["POOL", "Stack", "StackError", "_children", "_end", "_open_log", "_password_file", "_say",
-           "_write_private", "down", "main", "stop_started", "up"]
+           "_write_private", "down", "main", "stop_started", "unsafe_folders", "up"]
 
 
 class Stack(Postgres, Services):
@@ -86,9 +87,31 @@ def down(stack: Stack) -> None:
     _say(f"stopped: {', '.join(stopped)}" if stopped else f"nothing was running under {stack.dir}")
 
 
+def unsafe_folders(given: Path, uid: int) -> list[str]:
+    """Why DIR is not safe for `uid` (root) to use: DIR, run/, secrets/ or logs/ being a link, owned
+    by someone else, or writable by others, who could plant a PID file naming any process (which
+    `down` would signal) or a secret. Folders not there yet are fine: `up` makes them."""
+    problems = []
+    for path in (given, given / "run", given / "secrets", given / "logs"):
+        try:
+            st = path.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            problems.append(f"{path} is a link")
+        elif st.st_uid != uid:
+            problems.append(f"{path} belongs to uid {st.st_uid}")
+        elif st.st_mode & 0o022:
+            problems.append(f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):o})")
+    return problems
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in ("up", "down"):
         _say("usage: up.sh DIR | down.sh DIR")
+        return 2
+    if os.geteuid() == 0 and (problems := unsafe_folders(Path(argv[1]), 0)):
+        _say(f"error: as root, DIR must be root's own: {'; '.join(problems)}; choose another DIR")
         return 2
     stack = Stack(Path(argv[1]))
     if argv[0] == "down":
