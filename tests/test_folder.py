@@ -219,6 +219,22 @@ def _linked_twice(folder: Path) -> None:
     _write_rows(folder, rows)
 
 
+def _hard_linked_twice(folder: Path) -> None:
+    rows = _rows(folder)
+    (folder / "alias.png").hardlink_to(folder / rows[2][0])
+    rows[5][0] = "alias.png"
+    _write_rows(folder, rows)
+
+
+def _through_a_linked_folder(folder: Path) -> None:
+    """`deep/../images/x.png` reads `images/x.png`; resolving `deep` first would reach elsewhere."""
+    rows = _rows(folder)
+    (folder / "elsewhere" / "inner").mkdir(parents=True)
+    (folder / "deep").symlink_to(folder / "elsewhere" / "inner")
+    rows[5][0] = f"deep/../{rows[2][0]}"
+    _write_rows(folder, rows)
+
+
 def _coco_text(text: str):
     def apply(folder: Path) -> None:
         _coco(lambda document: None)(folder)
@@ -272,6 +288,8 @@ BAD_INPUTS = {
                              r"image file images/000001.png \(as 'images/000001.png' and './images/000001.png'\)"),
     "same image through ..": (_named_twice("images/../{}"), r"row 3 and .*row 6 name the same image file"),
     "same image through a link": (_linked_twice, r"row 3 and .*row 6 name the same image file images/000001.png"),
+    "same image through a hard link": (_hard_linked_twice, r"row 3 and .*row 6 name the same image file"),
+    "same image past a linked folder": (_through_a_linked_folder, r"row 3 and .*row 6 name the same image file"),
     "csv field over the size limit": (_edit_row(4, label="x" * 140_000),
                                       r"annotations.csv row 5: not readable as CSV \(field larger than field limit"),
     "coco nested too deeply": (_coco_text("[" * 100_000 + "]" * 100_000), r"nested too deeply"),
@@ -282,6 +300,10 @@ BAD_INPUTS = {
                                     r"image id \d+: file_name must be a non-empty string, got 12"),
     "coco image listed twice": (_coco(lambda d: d["images"][4].update(file_name=d["images"][2]["file_name"])),
                                 r"image ids \d+ and \d+ name the same image file"),
+    "coco image id twice": (_coco(lambda d: d["images"][4].update(id=d["images"][2]["id"])),
+                            r"annotations.json images: id \d+ is listed twice; ids must be unique"),
+    "coco category id twice": (_coco(lambda d: d["categories"].append({**d["categories"][0], "name": "other"})),
+                               r"annotations.json categories: id \d+ is listed twice"),
 }
 
 

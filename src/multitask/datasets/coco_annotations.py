@@ -19,7 +19,7 @@ def read_coco(path: Path) -> dict[str, list[AnnotatedObject]]:
     if not isinstance(coco, dict):
         raise DataError(f"{path}: expected a JSON object with images, categories and annotations")
     images = _images(_objects(coco, "images", ("id", "file_name"), path), path)
-    categories = {c["id"]: str(c["name"]) for c in _objects(coco, "categories", ("id", "name"), path)}
+    categories = _categories(_objects(coco, "categories", ("id", "name"), path), path)
     annotations = _objects(coco, "annotations", (), path)
     if not images:
         raise DataError(f"{path} lists no images")
@@ -61,8 +61,23 @@ def _objects(coco: dict, key: str, required: tuple[str, ...], path: Path) -> lis
     return items
 
 
+def _unique_ids(items: list[dict], key: str, path: Path) -> None:
+    """Two entries with one id would silently drop one image, or relabel a category's objects."""
+    seen: set[int | str] = set()
+    for item in items:
+        if item["id"] in seen:
+            raise DataError(f"{path.name} {key}: id {item['id']!r} is listed twice; ids must be unique")
+        seen.add(item["id"])
+
+
+def _categories(items: list[dict], path: Path) -> dict[int | str, str]:
+    _unique_ids(items, "categories", path)
+    return {c["id"]: str(c["name"]) for c in items}
+
+
 def _images(items: list[dict], path: Path) -> dict[int | str, str]:
     """Image id -> file name; each file name a non-empty string, each listed once."""
+    _unique_ids(items, "images", path)
     images: dict[int | str, str] = {}
     first_id: dict[str, int | str] = {}
     for image in items:

@@ -28,13 +28,20 @@ def inside(root: Path, filename: str, where: str) -> Path:
 
 
 def check_named_once(root: Path, annotations: dict[str, list[AnnotatedObject]]) -> None:
-    """One image file under two names (`a.png`, `./a.png`, a symlink to it) is an error."""
-    seen: dict[Path, tuple[str, str]] = {}  # the real file -> (its first name, where)
+    """One image file under two names (`a.png`, `./a.png`, `sub/../a.png`, a symbolic or hard link,
+    another case on a case-insensitive disk) is an error: the file is known by the device and
+    inode of the path that will be read."""
+    seen: dict[object, tuple[str, str]] = {}  # the file -> (its first name, where)
     for filename, objects in annotations.items():
         where = objects[0].where if objects else filename
-        real = inside(root, filename, where)
-        if real in seen:
-            first, first_where = seen[real]
+        real = inside(root, normalised(filename), where)
+        try:
+            st = real.stat()
+            key: object = (st.st_dev, st.st_ino)
+        except OSError:  # missing: reported with its row when its size is read
+            key = real
+        if key in seen:
+            first, first_where = seen[key]
             raise DataError(f"{first_where} and {where} name the same image file {real.relative_to(root.resolve())} "
                             f"(as {first!r} and {filename!r}): name each image once")
-        seen[real] = (filename, where)
+        seen[key] = (filename, where)
