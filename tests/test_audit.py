@@ -35,3 +35,8 @@ def test_every_floor_is_at_or_above_the_fixes_listed_for_it():
              if a["package"] in floors and floors[a["package"]] < Version(a["fixed"])]
     assert not below
     assert {"keras", "pillow", "mlflow"} <= floors.keys()
+
+
+def test_a_version_that_is_not_pep_440_counts_as_exposed():
+    found = audit.listed_findings({"keras": "3.x-custom"}, [{"package": "keras", "id": "GHSA-test", "fixed": "3.14.0"}])
+    assert found == ["keras 3.x-custom: GHSA-test (fixed in 3.14.0)"]

@@ -99,3 +99,11 @@ def test_a_model_holding_a_removed_layer_is_refused_in_one_line():
     with pytest.raises(UserError, match=r"holds the layer WherePool \(label pooling \"where\", removed on "
                                         r"2026-12-06 .*\); this version cannot load it: retrain the model$"):
         load(saved, compile=False)
+
+
+def test_a_model_whose_config_unpacks_too_large_is_refused_before_reading_it(monkeypatch):
+    import multitask.model
+
+    monkeypatch.setattr(multitask.model, "MAX_CONFIG_BYTES", 100)
+    with pytest.raises(UserError, match=r"config.json unpacks to more than 100 bytes"):
+        load(Path(__file__).parent / "data" / "where_pool.keras", compile=False)

@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 ADVISORIES = Path(__file__).with_name("advisories.toml")
 PIP_AUDIT_TIMEOUT_S = 600
@@ -28,12 +28,20 @@ def installed() -> dict[str, str]:
     return {canonicalize_name(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
 
 
+def _below(version: str, fixed: str) -> bool:
+    """Whether `version` comes before `fixed`; a version that is not PEP 440 counts as exposed."""
+    try:
+        return Version(version) < Version(fixed)
+    except InvalidVersion:
+        return True
+
+
 def listed_findings(versions: dict[str, str], advisories: list[dict]) -> list[str]:
     """One line per listed advisory that an installed version is still exposed to."""
     found = []
     for advisory in advisories:
         version = versions.get(canonicalize_name(advisory["package"]))
-        if version is not None and Version(version) < Version(advisory["fixed"]):
+        if version is not None and _below(version, advisory["fixed"]):
             found.append(f"{advisory['package']} {version}: {advisory['id']} (fixed in {advisory['fixed']})")
     return found
 

@@ -212,7 +212,8 @@ class ServeConfig(Section):
     max_request_pixels: int = Field(
         64_000_000, ge=1, description="Pixels the images of one request may declare in all (width x height "
         "summed over its rows); more is answered HTTP 400 before any image is decoded. 64 M: about 0.2 GB of "
-        "decoded images and a second of decoding on one core.")
+        "decoded 8-bit RGB images (16-bit ones take several times more while converted) and a second of "
+        "decoding on one core.")
     batch_size: int = Field(16, ge=1, le=1024, description="Rows decoded and predicted at once: memory holds one "
                             "batch of decoded images, not the whole request.")
 

@@ -30,6 +30,7 @@ from multitask.heads import BOX_PRIOR, BoxAlign, SoftArgmaxBox, conv_bn
 from multitask.precision import resolve
 from multitask.records import ModelRef
 
+MAX_CONFIG_BYTES = 64 << 20
 # Layers of options measured and removed: a model file holding one is refused with what to do.
 RETIRED_LAYERS = {"WherePool": 'label pooling "where", removed on 2026-12-06 after it measured no gain'}
 
@@ -164,8 +165,12 @@ def load(path: Path | str, *, compile: bool = True) -> keras.Model:
 
 
 def _archive_config(path: Path | str) -> dict[str, Any]:
-    """The model's config, read from the `.keras` archive without building the model."""
+    """The model's config, read from the `.keras` archive without building the model (a config
+    over `MAX_CONFIG_BYTES` unpacked is refused: a model's is kilobytes, a zip bomb's gigabytes)."""
     with zipfile.ZipFile(path) as archive:
+        if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
+            raise UserError(f"{path}: its config.json unpacks to more than {MAX_CONFIG_BYTES:,} bytes: "
+                            "not a model this project saved")
         return json.loads(archive.read("config.json"))
 
 
