@@ -18,7 +18,7 @@ from flows.retrain import retrain_flow
 from multitask import registry
 from multitask.datasets.shapes import CLASS_NAMES
 from multitask.pipeline import box_to_pixels
-from multitask.predict import predict, predictions_csv
+from multitask.predict import predict, predictions_csv, spreadsheet_safe
 
 from helpers import DEFAULT_MODEL, tiny_config, versions
 
@@ -157,6 +157,9 @@ def test_csv_cells_from_user_text_never_become_formulas(first, tmp_path, monkeyp
                                 "box": {"xmin": -1.0, "ymin": 0.0, "xmax": 2.0, "ymax": 3.0}}])
     cells = list(csv.reader(io.StringIO(written.decode())))[1]
     assert cells == ["a.png", "'@SUM(A1)", "0.5", "-1.0", "0.0", "2.0", "3.0"]  # numbers stay numbers
+    for sneaky in ("  =1+1", "\uff1dcmd|' /C calc'!A0", "\n=1"):
+        assert spreadsheet_safe(sneaky) == "'" + sneaky
+    assert spreadsheet_safe("a = b") == "a = b"
 
 
 def test_models_show_and_manual_promotion_records_who_and_why(first):

@@ -59,12 +59,13 @@ def images_in(folder: Path) -> list[Path]:
 
 
 # A cell starting with one of these is a formula to a spreadsheet (`=cmd|' /C calc'!A0`).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# What a spreadsheet may read as the start of a formula, also in full width and after blanks.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def spreadsheet_safe(text: str) -> str:
     """A text cell a spreadsheet shows as text: a leading quote before a formula's first character."""
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+    return f"'{text}" if text.lstrip(" ").startswith(FORMULA_STARTS) else text
 
 
 def predictions_csv(rows: list[dict]) -> bytes:
