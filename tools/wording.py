@@ -1,6 +1,6 @@
-"""Tracked text speaks of the project only (`make lint`): no numbered stop or issue of the
-process that built it, no planner. A reader of the repository knows none of them; history that
-matters is in CHANGELOG.md, by date.
+"""Tracked text speaks of the project only (`make lint`): no numbered step or ticket of the
+process that built it, nor who planned it (`WORDS`). A reader of the repository knows none of
+them; history that matters is in CHANGELOG.md, by date.
 
 Exit status 1, with one `path:line: text` per finding, when a tracked text file has one.
 """
@@ -13,8 +13,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PATTERN = re.compile(r"\b(stops?|issues?)\s+#?\d+|\bplanners?\b", re.IGNORECASE)
-SELF = Path(__file__).resolve()
+# Spelled in pieces, so that this file passes its own check.
+WORDS = {"numbered": ("st" + "op", "is" + "sue"), "alone": ("plan" + "ner",)}
+PATTERN = re.compile(rf"\b({'|'.join(WORDS['numbered'])})s?\s+#?\d+|\b({'|'.join(WORDS['alone'])})s?\b",
+                     re.IGNORECASE)
 
 
 def tracked_files(root: Path) -> list[Path]:
@@ -34,7 +36,7 @@ def findings(path: Path) -> list[str]:
 
 
 def main() -> int:
-    found = [line for path in tracked_files(ROOT) if path.resolve() != SELF and path.is_file()
+    found = [line for path in tracked_files(ROOT) if path.is_file()
              for line in findings(path)]
     for line in found:
         print(line)
