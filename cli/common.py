@@ -36,8 +36,7 @@ TENSORFLOW_START_UP = ("All log messages before absl::InitializeLog() is called"
 
 
 def quiet_environment() -> None:
-    """Offline-friendly defaults, and TensorFlow loaded without its start-up lines on stderr
-    (`MULTITASK_DEBUG=1` shows them); the user's own settings win."""
+    """Offline-friendly defaults; the user's own settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # stderr is for errors: progress (Prefect's step logs, MLflow's download bars) goes to stdout or nowhere
@@ -45,15 +44,14 @@ def quiet_environment() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # Prefect waits 20 s for its temporary server to start: too short on a busy 2-core machine (seen).
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-    if not os.environ.get("MULTITASK_DEBUG"):
-        _import_tensorflow_quietly()
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with file descriptor 2 pointed at a temporary file (its C++ start-up
-    lines bypass Python), then pass on to stderr every captured line but the known start-up ones,
-    also when the import fails (its reasons are among them). Without a stderr, import as is."""
-    if "tensorflow" in sys.modules or sys.stderr is None:
+def import_tensorflow_quietly() -> None:
+    """For the commands that load TensorFlow (every flow, `predict`, `export`, `reregister`):
+    import it with file descriptor 2 pointed at a temporary file (its C++ start-up lines bypass
+    Python), then pass on to stderr every captured line but the known start-up ones, also when
+    the import fails (its reasons are among them). `MULTITASK_DEBUG=1`, or no stderr: as is."""
+    if "tensorflow" in sys.modules or sys.stderr is None or os.environ.get("MULTITASK_DEBUG"):
         return
     try:
         saved = os.dup(2)
@@ -96,6 +94,7 @@ def run_flow(flow: Any, **parameters: Any) -> Any:
     The workspace is checked first, so a bad one fails before Prefect starts a temporary server."""
     try:
         workspace.ensure()
+        import_tensorflow_quietly()  # the steps load it: its start-up lines stay off stderr
         return flow(**parameters)
     except UserError as exc:
         fail(str(exc))

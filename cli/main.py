@@ -21,6 +21,7 @@ from cli.common import (
     PresetOption,
     SetOption,
     fail,
+    import_tensorflow_quietly,
     print_json,
     quiet_environment,
     run_config,
@@ -131,6 +132,7 @@ def predict(
 ) -> None:
     """Label, score and pixel box (xmin, ymin, xmax, ymax in the original image) per image."""
     quiet_environment()
+    import_tensorflow_quietly()
     from multitask import registry
     from multitask.predict import predict as run_predict
 

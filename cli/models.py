@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from cli.common import JsonOption, fail, print_json, quiet_environment
+from cli.common import JsonOption, fail, import_tensorflow_quietly, print_json, quiet_environment
 from multitask.errors import UserError
 
 app = typer.Typer(no_args_is_help=True, help="Registered models.")
@@ -90,6 +90,7 @@ def models_reregister(
     """Register a version again without a pickled model (the same trained weights), so that
     `multitask serve` serves it: a new version with its tags, which takes over its aliases."""
     quiet_environment()
+    import_tensorflow_quietly()
     from multitask import registry
     from tasks.exclusive import one_at_a_time  # the new version may take over `champion`
 

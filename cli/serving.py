@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import ConfigOption, SetOption, fail, quiet_environment, run_config
+from cli.common import ConfigOption, SetOption, fail, import_tensorflow_quietly, quiet_environment, run_config
 from multitask.errors import UserError
 
 ModelOption = typer.Option("multitask-shapes@champion", help="NAME@ALIAS or NAME/VERSION.")
@@ -60,6 +60,7 @@ def export(
 ) -> None:
     """A registered model as a TF SavedModel or TFLite file, with its preprocessing.json."""
     quiet_environment()
+    import_tensorflow_quietly()
     from multitask import registry
     from multitask.export import check_format, check_out
     from multitask.export import export as write_export

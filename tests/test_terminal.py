@@ -23,6 +23,7 @@ def _run(tmp_path, *args: str) -> subprocess.CompletedProcess:
     (["predict", "--model", "nope@champion", "{image}"], "error: no registered model 'nope@champion': "),
     (["export", "--model", "nope/1", "--format", "saved_model", "--out", "{out}"], "error: no registered model"),
     (["train", "--set", "train.epochs=0"], "error: invalid config train.epochs: "),
+    (["models", "show", "nope/1"], "error: no registered model 'nope/1': "),  # loads no TensorFlow
     (["data", "build", "tfds:no_such_dataset"], "error: "),
 ])
 def test_a_user_error_is_one_line_on_stderr_and_nothing_else(tmp_path, args, line):

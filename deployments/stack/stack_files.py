@@ -11,6 +11,8 @@ from pathlib import Path
 
 from stack_output import StackError
 
+from multitask.atomic import sync_dir
+
 
 def _write_private(path: Path, text: str) -> None:
     """Write a mode-600 file whole and durably (a partial file, fsynced, renamed, the folder
@@ -24,11 +26,7 @@ def _write_private(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     partial.rename(path)
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    sync_dir(path.parent)
 
 
 def _open_log(path: Path, owner: pwd.struct_passwd | None) -> int:
