@@ -46,8 +46,8 @@ test-fast: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/config_doc.py
 
-## Benchmarks P0-P8: bench/results/<host>-<date>.json and docs/benchmarks.md (hours on 2 cores, most of it
-## P6's twelve trainings; ARGS="--p6-from FILE" takes P6 from an earlier run, ARGS="--only P6" measures one figure alone)
+## Benchmarks P0-P9: bench/results/<host>-<date>.json and docs/benchmarks.md (hours on 2 cores, most of it P9's
+## nine trainings and P6's twelve; ARGS="--p6-from FILE" takes P6 from an earlier run, ARGS="--only P6" measures one figure alone)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(ARGS)
 

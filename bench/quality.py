@@ -53,7 +53,9 @@ def dataset_spec(name: str, workdir: Path, count: int) -> str:
     return f"folder:{folder}"
 
 
-def train_once(spec: str, seed: int, sets: list[str], workdir: Path) -> dict:
+def run_train(spec: str, seed: int, sets: list[str], workdir: Path) -> tuple[float, dict]:
+    """`multitask train --dataset SPEC --json` with these seeds and sets in a fresh workspace: wall seconds and
+    the JSON summary."""
     home = Path(tempfile.mkdtemp(dir=workdir, prefix="ws-"))
     args = ["--dataset", spec, "--json", "--set", f"model.seed={seed}", "--set", f"train.seed={seed}",
             *(a for item in sets for a in ("--set", item))]
@@ -62,9 +64,12 @@ def train_once(spec: str, seed: int, sets: list[str], workdir: Path) -> dict:
                          text=True, env={**os.environ, "MULTITASK_HOME": str(home)})
     if out.returncode != 0:
         raise RuntimeError(f"multitask train failed on {spec}: {out.stderr[-2000:]}")
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"seed": seed, **summary["metrics"], **summary["training"],
-            "wall_minutes": round((time.perf_counter() - started) / 60, 2)}
+    return time.perf_counter() - started, json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def train_once(spec: str, seed: int, sets: list[str], workdir: Path) -> dict:
+    wall_s, summary = run_train(spec, seed, sets, workdir)
+    return {"seed": seed, **summary["metrics"], **summary["training"], "wall_minutes": round(wall_s / 60, 2)}
 
 
 def summarise(runs: list[dict]) -> dict:

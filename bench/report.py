@@ -1,5 +1,5 @@
 """The generated block of docs/benchmarks.md (between its `bench:start` and `bench:end` markers), rendered from
-a results dict as bench/run.py saves it in bench/results/: the table of figures P0-P8, then each figure's detail."""
+a results dict as bench/run.py saves it in bench/results/: the table of figures P0-P9, then each figure's detail."""
 
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ def p0_rows(r: dict) -> list[str]:
         f"{bf16['P0_throughput']} ({bf16['throughput_img_s']} img/s), {bf16['P0_ours']} "
         f"(peak {bf16['matmul_peak_gflops']} GFLOP/s) | |",
     ]
+
+
+def p0_default_rows(r: dict) -> list[str]:
+    if "P0-default" not in r:  # results measured before this figure existed
+        return []
+    p0 = r["P0-default"]
+    batches = ", ".join(f"batch {batch}: {b['share']} ({b['img_s']} img/s)" for batch, b in p0["batches"].items())
+    return [f"| P0 | training FLOP/s of `default` at {p0['size']} px / matmul peak, float32 (throughput mode) | "
+            f"**{p0['ratio']}** ({batches}; {p0['forward_mflop_per_image']} MFLOP/image forward) | {p0['goal']} |"]
 
 
 def p1_rows(r: dict) -> list[str]:
@@ -80,7 +89,18 @@ def p8_rows(r: dict) -> list[str]:
             f"vs {r['P8']['in_process_batch1']['p50_ms']} ms) | reported |"]
 
 
-ROWS = (p0_rows, p1_rows, p2_rows, p3_rows, p4_rows, p5_rows, p6_rows, p7_rows, p8_rows)  # the table's order
+def p9_rows(r: dict) -> list[str]:
+    if "P9" not in r:
+        return []
+    p9 = r["P9"]
+    cells = "; ".join(f"{name} {block['default']['to_target_min']} / {block['default']['to_stop_min']} min "
+                      f"({block['default']['reached']} reached)" for name, block in p9["datasets"].items())
+    ratio = "" if p9["ratio"] is None else f" **{p9['ratio']}** of the reference on photo;"
+    return [f"| P9 | minutes of `multitask train` to the validation goals / to its end, median of seeds |{ratio} "
+            f"{cells} (seed script {p9['seed_script_img_s']} img/s) | photo <= 0.5 of the reference |"]
+
+
+ROWS = (p0_rows, p0_default_rows, p1_rows, p2_rows, p3_rows, p4_rows, p5_rows, p6_rows, p7_rows, p8_rows, p9_rows)  # the table's order
 
 
 def table(results: dict) -> list[str]:
@@ -100,6 +120,9 @@ def rounds_note(r: dict) -> str:
 def profile_rows(profiles: list[dict]) -> list[str]:
     """bench/step_profile.py's parts as rows, one column per batch size."""
     def flat(profile: dict) -> list[tuple[str, float]]:  # the same parts in the same order in every profile
+        if "parts_ms" in profile:
+            return list(profile["parts_ms"].items())
+        # results measured before the profile named its parts itself
         parts = [(f"forward + backward of {name}", ms) for name, ms in profile["layers_ms"].items()]
         whole = [(k.removesuffix("_ms"), v) for k, v in profile.items() if k.endswith("_ms") and k != "layers_ms"]
         return parts + whole
@@ -133,6 +156,28 @@ def p5_section(r: dict) -> list[str]:
     ]
 
 
+def p0_default_section(r: dict) -> list[str]:
+    if "P0-default" not in r:
+        return []
+    return ["", f"P0: where a float32 training step of the `default` model at {r['P0-default']['size']} px goes "
+            "(each layer's forward and backward alone, then the losses, the optimizer, the whole step and the "
+            "input pipeline; ms per step):", "", *profile_rows(r["P0-default"]["step_profile"])]
+
+
+def p9_section(r: dict) -> list[str]:
+    if "P9" not in r:
+        return []
+    rows = [(name, recipe, run) for name, block in r["P9"]["datasets"].items()
+            for recipe, runs in block.items() for run in runs["runs"]]
+    return ["", f"P9 runs (seed script {r['P9']['seed_script_img_s']} img/s in the same run; targets on validation: "
+            f"{r['P9']['targets']}):", "",
+            "| dataset | recipe | seed | epoch on target | min to target | min to stop | seed-script epochs to target, "
+            "to stop | test accuracy, mean IoU |", "|---|---|---|---|---|---|---|---|",
+            *(f"| {name} | {recipe} | {run['seed']} | {run['target_epoch']} of {run['epochs']} | {run['to_target_min']} | "
+              f"{run['to_stop_min']} | {run['to_target_seed_epochs']}, {run['to_stop_seed_epochs']} | "
+              f"{run['test_accuracy']}, {run['test_mean_iou']} |" for name, recipe, run in rows)]
+
+
 def p6_section(r: dict) -> list[str]:
     return [
         "P6 runs (test accuracy / mean IoU per seed):",
@@ -157,10 +202,12 @@ def markdown(results: dict) -> str:
         "P0: where a float32 training step of the `seed` model goes (bench/step_profile.py: each part "
         "alone, in a graph loop; ms per step):",
         "", *profile_rows(r["P0"]["step_profile"]),
+        *p0_default_section(r),
         "", *p4_section(r),
         "", *p5_section(r),
         "", *p6_section(r),
         "", f"P8 (bench/serving.py): {json.dumps(serving)}",
+        *p9_section(r),
     ]
     return "\n".join(lines)
 

@@ -1,6 +1,7 @@
-"""`make bench`: figures P0-P8, measured here, written to bench/results/ and docs/benchmarks.md.
+"""`make bench`: figures P0-P9, measured here, written to bench/results/ and docs/benchmarks.md.
 
 P0 distance to the limit   training FLOP/s of preset `seed` / TF matmul peak (same dtype)    throughput.py
+P0-default                 the same for the `default` preset at 128 px, float32               throughput.py
 P1 throughput ratio        ours (snapshot -> tf.data -> library train) / the plain script     throughput.py
 P2 input headroom          tf.data pipeline alone / training, images/s                        input_pipeline.py
 P3 warm re-run             unchanged train_flow re-run / cold run, wall time                  rerun.py
@@ -10,6 +11,7 @@ P5 quality per CPU-minute  the default recipe's validation curve against trainin
 P6 bfloat16 accuracy       mixed_bfloat16 - float32 test points                               precision.py
 P7 fixed overhead          cold `multitask train` of the default recipe / its training time   cold_train.py
 P8 serving                 MLflow scoring server / in-process prediction latency              serving.py
+P9 time to quality         minutes of `multitask train` until validation reaches the goals     time_to_quality.py
 
 The results file holds every figure's raw numbers; bench/report.py renders docs/benchmarks.md's block from it.
 """
@@ -37,11 +39,13 @@ from cached_cli import p3b  # noqa: E402
 from cold_train import p5_p7  # noqa: E402
 from input_pipeline import p2  # noqa: E402
 from precision import p6, p6_from  # noqa: E402
+from quality import DATASETS  # noqa: E402
 from report import DOC, write_doc  # noqa: E402
 from rerun import p3  # noqa: E402
 from scaling import p4, p4_child  # noqa: E402
 from serving import p8  # noqa: E402
-from throughput import p0_p1  # noqa: E402
+from throughput import p0_default, p0_p1  # noqa: E402
+from time_to_quality import p9  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -61,6 +65,7 @@ def figures(args: argparse.Namespace, workdir: Path, results: dict) -> dict[tupl
 
     return {
         ("P0", "P1"): lambda: p0_p1(workdir, args.rounds, args.epochs),
+        ("P0-default",): lambda: (p0_default(),),
         ("P2",): lambda: (p2(workdir, results["P0"]["float32"]["default_preset_img_s"]),),
         ("P3",): lambda: (p3(workdir),),
         ("P3b",): lambda: (p3b(workdir),),
@@ -68,6 +73,7 @@ def figures(args: argparse.Namespace, workdir: Path, results: dict) -> dict[tupl
         ("P5", "P7"): lambda: p5_p7(workdir),
         ("P6",): lambda: (p6_figure(),),
         ("P8",): lambda: (p8(),),
+        ("P9",): lambda: (p9(workdir, args.p9_datasets, args.p9_seeds, args.p9_count, args.p9_reference),),
     }
 
 
@@ -98,7 +104,7 @@ def save(results: dict, only: list[str] | None, doc: Path) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="multitask benchmarks P0-P8")
+    parser = argparse.ArgumentParser(description="multitask benchmarks P0-P9")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per P1 measurement (first one is warm-up)")
     parser.add_argument("--p4-sizes", type=int, nargs="+", default=[1000, 4000, 16000])
@@ -106,6 +112,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--p6-epochs", type=int, default=12)
     parser.add_argument("--p6-images", type=int, default=2000)
     parser.add_argument("--p6-from", type=Path, help="take P6 from this JSON (an earlier `--only P6` of this machine)")
+    parser.add_argument("--p9-datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--p9-seeds", type=int, default=3)
+    parser.add_argument("--p9-count", type=int, default=3000, help="images per generated P9 dataset")
+    parser.add_argument("--p9-reference", nargs="*", default=[], metavar="SECTION.KEY=VALUE",
+                        help="the sets that give the recipe P9 compares the default with (e.g. an earlier default)")
     parser.add_argument("--p4-child", type=int)
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--only", nargs="+", help="measure these figures alone (e.g. P6), into a results file of "

@@ -2,8 +2,9 @@
 
 P0 distance to the limit: the `seed` preset's training FLOP/s / TensorFlow's matmul peak in the same dtype, at
 the throughput mode's batch (`THROUGHPUT_BATCH`) and at the preset's 32, with bench/step_profile.py's account
-of where a step's time goes. P1 throughput ratio: our training (snapshot -> tf.data -> library train) / the
-plain script (numpy + fit), images/s. Each round runs ours, the plain script, the throughput mode and the
+of where a step's time goes; the same for the `default` preset at the photo set's input side (`p0_default`).
+P1 throughput ratio: our training (snapshot -> tf.data -> library train) / the plain script (numpy + fit),
+images/s. Each round runs ours, the plain script, the throughput mode and the
 matmul peak in turn, so drift in the machine's speed hits all of them alike.
 """
 
@@ -25,6 +26,8 @@ from multitask.records import SnapshotRef
 
 THROUGHPUT_BATCH = 256  # the throughput mode of P0: `--set train.batch_size=256`; the `seed` preset keeps 32
 PRECISIONS = {"float32": "float32", "mixed_bfloat16": "bfloat16"}  # training precision -> matmul dtype
+DEFAULT_SIZE = 128  # the input side `multitask.sizing` gives the `default` preset on the photo set
+FIT_PART = "fit, steps_per_execution=16 (the library's)"  # bench/step_profile.py's whole step as training runs it
 STEP_PROFILE = Path(__file__).resolve().with_name("step_profile.py")
 
 
@@ -92,6 +95,25 @@ def precision_rounds(snapshot: SnapshotRef, workdir: Path, precision: str, round
 def step_profile() -> list[dict]:
     """bench/step_profile.py at the preset's batch and the throughput mode's, in a process of its own."""
     return last_json([sys.executable, str(STEP_PROFILE), "--batch", "32", str(THROUGHPUT_BATCH)])
+
+
+def p0_default() -> dict:
+    """P0 of the `default` preset at the input side it takes on the photo set: training FLOP/s of the library's
+    `fit` (bench/step_profile.py, which also says where the step's time goes) / the float32 matmul peak measured
+    right after, at batch 32 and the throughput batch. The figure is batch 32's, the batch the preset trains at:
+    at 128 px a batch of 256 was slower per image (its activations do not fit any cache)."""
+    profiles = last_json([sys.executable, str(STEP_PROFILE), "--preset", "default", "--size", str(DEFAULT_SIZE),
+                          "--batch", "32", str(THROUGHPUT_BATCH)])
+    peak = matmul_peak("float32")
+    flops = forward_flops(build_model(ModelConfig(preset="default"), 10, DEFAULT_SIZE))
+    shares = {}
+    for profile in profiles:
+        images_per_second = profile["batch"] / profile["parts_ms"][FIT_PART] * 1000
+        shares[str(profile["batch"])] = {"img_s": round(images_per_second, 1),
+                                    "share": round(3 * flops * images_per_second / 1e9 / peak, 3)}
+    return {"ratio": shares["32"]["share"], "goal": ">= 0.35", "batch": 32, "size": DEFAULT_SIZE,
+            "forward_mflop_per_image": round(flops / 1e6, 1), "matmul_peak_gflops": round(peak, 1),
+            "batches": shares, "step_profile": profiles}
 
 
 def p0_p1(workdir: Path, rounds: int, epochs: int) -> tuple[dict, dict]:

@@ -167,7 +167,7 @@ def _finish(run_dir: Path, log: EpochLog, reason: str, train_examples: int,
     else:
         model_path = atomic.write_with(run_dir / "model.keras", for_inference(load(best), where_cfg).save)
     history_path = atomic.write_json(run_dir / "history.json", {
-        "epochs_run": len(epochs), "best_epoch": best_epoch, "stop_reason": reason,
+        "epochs_run": len(epochs), "best_epoch": best_epoch, "stop_reason": reason, "train_images": train_examples,
         "epochs": [{"epoch": e, **epochs[e]} for e in sorted(epochs)],
     })
     train_seconds = sum(e["train_seconds"] for e in epochs.values())
