@@ -28,7 +28,7 @@ def p0_default_rows(r: dict) -> list[str]:
         return []
     p0 = r["P0-default"]
     batches = ", ".join(f"batch {batch}: {b['share']} ({b['img_s']} img/s)" for batch, b in p0["batches"].items())
-    return [f"| P0 | training FLOP/s of `default` at {p0['size']} px / matmul peak, float32 (throughput mode) | "
+    return [f"| P0 | training FLOP/s of `default` at {p0['size']} px / matmul peak, float32, batch {p0['batch']} | "
             f"**{p0['ratio']}** ({batches}; {p0['forward_mflop_per_image']} MFLOP/image forward) | {p0['goal']} |"]
 
 
@@ -89,11 +89,15 @@ def p8_rows(r: dict) -> list[str]:
             f"vs {r['P8']['in_process_batch1']['p50_ms']} ms) | reported |"]
 
 
+def _shown(value) -> str:
+    return "not reached" if value is None else str(value)
+
+
 def p9_rows(r: dict) -> list[str]:
     if "P9" not in r:
         return []
     p9 = r["P9"]
-    cells = "; ".join(f"{name} {block['default']['to_target_min']} / {block['default']['to_stop_min']} min "
+    cells = "; ".join(f"{name} {_shown(block['default']['to_target_min'])} / {block['default']['to_stop_min']} min "
                       f"({block['default']['reached']} reached)" for name, block in p9["datasets"].items())
     ratio = "" if p9["ratio"] is None else f" **{p9['ratio']}** of the reference on photo;"
     return [f"| P9 | minutes of `multitask train` to the validation goals / to its end, median of seeds |{ratio} "
@@ -173,8 +177,9 @@ def p9_section(r: dict) -> list[str]:
             f"{r['P9']['targets']}):", "",
             "| dataset | recipe | seed | epoch on target | min to target | min to stop | seed-script epochs to target, "
             "to stop | test accuracy, mean IoU |", "|---|---|---|---|---|---|---|---|",
-            *(f"| {name} | {recipe} | {run['seed']} | {run['target_epoch']} of {run['epochs']} | {run['to_target_min']} | "
-              f"{run['to_stop_min']} | {run['to_target_seed_epochs']}, {run['to_stop_seed_epochs']} | "
+            *(f"| {name} | {recipe} | {run['seed']} | {run['target_epoch'] or '-'} of {run['epochs']} | "
+              f"{_shown(run['to_target_min'])} | {run['to_stop_min']} | {_shown(run['to_target_seed_epochs'])}, "
+              f"{run['to_stop_seed_epochs']} | "
               f"{run['test_accuracy']}, {run['test_mean_iou']} |" for name, recipe, run in rows)]
 
 

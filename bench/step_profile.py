@@ -30,6 +30,14 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from multitask.augment import Augmentation  # noqa: E402
+from multitask.compiling import compile_model  # noqa: E402
+from multitask.config import DataConfig  # noqa: E402
+from multitask.config_loader import load_config  # noqa: E402
+from multitask.datasets import catalog  # noqa: E402
+from multitask.model import build_model  # noqa: E402
+from multitask.pipeline import build_snapshot, make_dataset  # noqa: E402
+
 from plain_seed import build_plain_model  # noqa: E402
 
 LOOP_SECONDS = 1.0  # each part loops for about this long, at least twice
@@ -148,10 +156,6 @@ def _library_batch(batch: int, size: int) -> tuple[tf.Tensor, dict]:
 
 def default_profile(batch: int, size: int) -> dict[str, float]:
     """The library's `default` model as it trains: its layers, losses, optimizer, whole step, `fit`, input."""
-    from multitask.compiling import compile_model
-    from multitask.config_loader import load_config
-    from multitask.model import build_model
-
     cfg = load_config("default", sets=[f"train.batch_size={batch}"])
     model = compile_model(build_model(cfg.model, CLASSES, size), cfg.train, steps_per_epoch=32)
     x, y = _library_batch(batch, size)
@@ -185,25 +189,19 @@ def default_profile(batch: int, size: int) -> dict[str, float]:
 
 def pipeline_ms(batch: int, size: int, batches: int = 20) -> float:
     """ms per batch of the training pipeline (shuffle, decode, augment) on `shapes` resized to `size`."""
-    from multitask.augment import Augmentation
-    from multitask.config import DataConfig
-    from multitask.config_loader import load_config
-    from multitask.datasets import catalog
-    from multitask.pipeline import build_snapshot, make_dataset
-
-    folder = Path(tempfile.mkdtemp(prefix="step-profile-"))
-    os.environ.setdefault("MULTITASK_HOME", str(folder / "ws"))
-    data = DataConfig(train_size=batch * batches, validation_size=32, test_size=32, image_size=size)
-    snapshot = build_snapshot(catalog.prepare(data), data, folder / "snapshot")
     cfg = load_config("default").train
-    iterator = iter(make_dataset(snapshot, "train", batch, shuffle_buffer=cfg.shuffle_buffer,
-                                 augmentation=Augmentation.from_config(cfg)).repeat())
-    for _ in range(batches):  # warm up
-        next(iterator)
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(iterator)
-    return 1000 * (time.perf_counter() - start) / batches
+    with tempfile.TemporaryDirectory(prefix="step-profile-") as folder:
+        os.environ["MULTITASK_HOME"] = str(Path(folder) / "ws")  # the shapes records are built in there
+        data = DataConfig(train_size=batch * batches, validation_size=32, test_size=32, image_size=size)
+        snapshot = build_snapshot(catalog.prepare(data), data, Path(folder) / "snapshot")
+        iterator = iter(make_dataset(snapshot, "train", batch, shuffle_buffer=cfg.shuffle_buffer,
+                                     augmentation=Augmentation.from_config(cfg)).repeat())
+        for _ in range(batches):  # warm up
+            next(iterator)
+        start = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        return 1000 * (time.perf_counter() - start) / batches
 
 
 def profile(preset: str, batch: int, size: int) -> dict:
