@@ -110,6 +110,7 @@ def test_a_plateau_stops_training_and_keeps_the_best_epoch(seed_inputs, tmp_path
     history = json.loads((tmp_path / "history.json").read_text())
     assert (trained.epochs, trained.best_epoch, trained.stop_reason) == (3, 1, "plateau")
     assert (history["epochs_run"], history["best_epoch"], history["stop_reason"]) == (3, 1, "plateau")
+    assert history["train_images"] == snapshot.splits["train"]  # per epoch: what P9 turns minutes into epochs with
     assert [row["epoch"] for row in history["epochs"]] == [1, 2, 3]
 
 
