@@ -29,14 +29,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read by TensorFlow when fi
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from input_pipeline import pipeline_images_per_second  # noqa: E402
+from training import snapshot_of  # noqa: E402
 
-from multitask.augment import Augmentation  # noqa: E402
 from multitask.compiling import compile_model  # noqa: E402
 from multitask.config import DataConfig  # noqa: E402
 from multitask.config_loader import load_config  # noqa: E402
-from multitask.datasets import catalog  # noqa: E402
 from multitask.model import build_model  # noqa: E402
-from multitask.pipeline import build_snapshot, make_dataset  # noqa: E402
 
 from plain_seed import build_plain_model  # noqa: E402
 
@@ -187,21 +186,12 @@ def default_profile(batch: int, size: int) -> dict[str, float]:
     return parts
 
 
-def pipeline_ms(batch: int, size: int, batches: int = 20) -> float:
-    """ms per batch of the training pipeline (shuffle, decode, augment) on `shapes` resized to `size`."""
-    cfg = load_config("default").train
+def pipeline_ms(batch: int, size: int) -> float:
+    """ms per batch of the training pipeline (bench/input_pipeline.py) on `shapes` resized to `size`."""
     with tempfile.TemporaryDirectory(prefix="step-profile-") as folder:
-        os.environ["MULTITASK_HOME"] = str(Path(folder) / "ws")  # the shapes records are built in there
-        data = DataConfig(train_size=batch * batches, validation_size=32, test_size=32, image_size=size)
-        snapshot = build_snapshot(catalog.prepare(data), data, Path(folder) / "snapshot")
-        iterator = iter(make_dataset(snapshot, "train", batch, shuffle_buffer=cfg.shuffle_buffer,
-                                     augmentation=Augmentation.from_config(cfg)).repeat())
-        for _ in range(batches):  # warm up
-            next(iterator)
-        start = time.perf_counter()
-        for _ in range(batches):
-            next(iterator)
-        return 1000 * (time.perf_counter() - start) / batches
+        data = DataConfig(train_size=batch * 20, validation_size=32, test_size=32, image_size=size)
+        snapshot = snapshot_of(Path(folder), f"shapes-{size}", data)
+        return 1000 * batch / pipeline_images_per_second(snapshot, batch, seconds=2.0)
 
 
 def profile(preset: str, batch: int, size: int) -> dict:
