@@ -35,6 +35,10 @@ def fail(message: str) -> NoReturn:
 TENSORFLOW_START_UP = ("All log messages before absl::InitializeLog() is called", "oneDNN custom operations are on")
 
 
+# How long a command waits, after its flow, for Prefect to send what it has queued (see `drain_prefect`).
+DRAIN_SECONDS = 60.0
+
+
 def quiet_environment() -> None:
     """Offline-friendly defaults; the user's own settings win."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -102,6 +106,24 @@ def run_flow(flow: Any, **parameters: Any) -> Any:
         if (problem := storage_problem(exc)) is None:
             raise
         fail(problem)
+    finally:
+        if "prefect" in sys.modules:
+            drain_prefect()
+
+
+def drain_prefect(timeout: float = DRAIN_SECONDS) -> None:
+    """Send Prefect's queued events and API logs now, within `timeout`, while the interpreter is whole.
+
+    Prefect otherwise sends them from an exit hook that waits with no time limit; its events worker
+    was seen to die in that hook (its error logging failed to import a setting), and the command hung
+    after its work was done. `EventsWorker.drain_all` stops and drains every Prefect queue service, the
+    log worker's too (they share one registry); a later flow in the same process starts new ones."""
+    from prefect.events.worker import EventsWorker
+
+    _, busy = EventsWorker.drain_all(timeout=timeout, at_exit=False)
+    if busy:
+        typer.echo(f"warning: Prefect's event and log workers did not finish within {timeout:.0f} s; the flow "
+                   "run's last events or logs may be missing from the Prefect UI", err=True)
 
 
 def print_json(value: Any) -> None:

@@ -29,6 +29,17 @@ def test_outputs_are_probabilities_and_unit_boxes(preset):
     assert (out["box"] >= 0).all() and (out["box"] <= 1).all()
 
 
+@pytest.mark.parametrize(("stem", "resolution", "full_size_convs", "map_side"),
+                         [("pool", "half", 1, 32), ("strided", "half", 0, 32), ("strided", "quarter", 0, 16)])
+def test_the_stem_and_the_box_resolution_set_where_the_compute_goes(stem, resolution, full_size_convs, map_side):
+    model = build_model(ModelConfig(stem=stem, box_resolution=resolution), 5, 64)
+    full_size = [layer for layer in model.layers
+                 if isinstance(layer, keras.layers.Conv2D) and layer.output.shape[1] == 64]
+    assert len(full_size) == full_size_convs
+    assert model.get_layer("box").input.shape[1:3] == (map_side, map_side)
+    assert model.get_layer("label").output.shape[1:] == (5,)
+
+
 def test_same_model_seed_gives_same_weights():
     a = build_model(ModelConfig(seed=3), 10, 32).get_weights()
     b = build_model(ModelConfig(seed=3), 10, 32).get_weights()

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from prefect._internal.concurrency.services import _QueueServiceBase
 from typer.testing import CliRunner
 
 from cli import app
@@ -62,6 +63,8 @@ def test_data_commands(prefect_server, workspace, tmp_path):
     built = runner.invoke(app, ["data", "build", f"folder:{folder}", "--json"])
     assert built.exit_code == 0, built.output
     assert json.loads(built.stdout.strip().splitlines()[-1])["kind"] == "folder"
+    # Prefect's events and logs were sent before the command returned, not left to its exit hook
+    assert not [service for service in _QueueServiceBase._instances.values() if not service._stopped]
     checked = runner.invoke(app, ["data", "validate", f"folder:{folder}", "--set", "data.image_size=32"])
     assert checked.exit_code == 0, checked.output
     assert f"folder:{folder}: ok, train" in checked.stdout

@@ -82,6 +82,12 @@ class ModelConfig(Section):
     box_window: float = Field(
         0.5, ge=0, le=1, description="`default` preset's box head: read each edge only within +- this "
         "share of the image's side around where the head locates the object; 0 reads the whole image.")
+    stem: Literal["pool", "strided"] = Field(
+        "pool", description="`default` preset's first block: a 3x3 conv at full size then a max pool (`pool`), "
+        "or a 3x3 conv of stride 2 (`strided`: the same 1/2-size output for a quarter of the stem's compute).")
+    box_resolution: Literal["half", "quarter"] = Field(
+        "half", description="`default` preset's box head: score maps at 1/2 of the input's side, or at 1/4 "
+        "(`quarter`: no upsampling to 1/2; edges stay sub-pixel through the soft-argmax).")
     weights: str = Field(
         "imagenet", min_length=1, description="Pretrained presets' backbone weights: `imagenet` (Keras' "
         "cache, downloaded where the network allows), `none`, or a weights file (`.weights.h5`).")

@@ -54,8 +54,8 @@ def edge_logits(maps, prior: float):
     return [(profile + sign * prior * positions, positions) for profile, positions, sign in edges]
 
 
-def conv_bn(x, filters: int, kernel: int = 3):
-    x = layers.Conv2D(filters, kernel, padding="same", use_bias=False)(x)
+def conv_bn(x, filters: int, kernel: int = 3, strides: int = 1):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization(momentum=BN_MOMENTUM)(x)
     return layers.ReLU()(x)
 

@@ -52,19 +52,21 @@ def seed_model(num_classes: int, image_size: int) -> keras.Model:
     return keras.Model(inputs=inputs, outputs={"label": label, "box": box}, name="seed")
 
 
-def _box_head(shared, half, eighth, window: float):
-    """Four score maps at 1/2 size and a fifth for where to read them (edges within +-`window`
-    of its peak), soft-argmax. The maps see the 1/8-size block too (86 px of a 128-px input):
-    with the 1/4-size map alone (38 px) an edge could not tell a glyph's edge from a texture's,
-    and on photographs boxes spread over both (docs/quality.md). Returns the box and the maps."""
+def _box_head(shared, half, eighth, cfg: ModelConfig):
+    """Four score maps at 1/2 size (1/4 with `box_resolution = "quarter"`) and a fifth for where to
+    read them (edges within +-`box_window` of its peak), soft-argmax. The maps see the 1/8-size
+    block too (86 px of a 128-px input): with the 1/4-size map alone (38 px) an edge could not tell
+    a glyph's edge from a texture's, and on photographs boxes spread over both (docs/quality.md).
+    """
     context = layers.UpSampling2D(interpolation="bilinear")(conv_bn(eighth, 96))
     b = conv_bn(layers.Concatenate()([shared, context]), 96, kernel=1)
-    b = layers.UpSampling2D(interpolation="bilinear")(b)
-    b = layers.Concatenate()([b, half])
+    if cfg.box_resolution == "half":
+        b = layers.UpSampling2D(interpolation="bilinear")(b)
+        b = layers.Concatenate()([b, half])
     b = conv_bn(b, 48, kernel=1)
     b = conv_bn(b, 32)
     maps = layers.Conv2D(5, 3, padding="same")(b)  # four edges and where the object is
-    return SoftArgmaxBox(ordered=True, prior=BOX_PRIOR, window=window, name="box", dtype="float32")(maps), maps
+    return SoftArgmaxBox(ordered=True, prior=BOX_PRIOR, window=cfg.box_window, name="box", dtype="float32")(maps)
 
 
 def _label_features(shared, eighth, box, pooling: str):
@@ -77,19 +79,24 @@ def _label_features(shared, eighth, box, pooling: str):
     return layers.Concatenate()([y, layers.Flatten()(r)])
 
 
-def default_model(num_classes: int, image_size: int, label_pooling: str, box_window: float) -> keras.Model:
+def _stem(inputs, stem: str):
+    """The first block, down to 1/2 size: conv then max pool, or one strided conv (see `ModelConfig.stem`)."""
+    if stem == "strided":
+        return conv_bn(inputs, 32, strides=2)
+    return layers.MaxPooling2D()(conv_bn(inputs, 32))
+
+
+def default_model(num_classes: int, image_size: int, cfg: ModelConfig) -> keras.Model:
     """BN conv blocks down to 1/4- and 1/8-size maps shared by both heads (see `_box_head`,
     `_label_features`)."""
     inputs = keras.Input(shape=(image_size, image_size, 3), name="image")
-    x = conv_bn(inputs, 32)
-    x = layers.MaxPooling2D()(x)
-    half = conv_bn(x, 48)
+    half = conv_bn(_stem(inputs, cfg.stem), 48)
     x = layers.MaxPooling2D()(half)
     x = conv_bn(x, 96)
     shared = conv_bn(x, 96)
     eighth = conv_bn(layers.MaxPooling2D()(shared), 160)
-    box, maps = _box_head(shared, half, eighth, box_window)
-    y = layers.Dropout(0.2)(_label_features(shared, eighth, box, label_pooling))
+    box = _box_head(shared, half, eighth, cfg)
+    y = layers.Dropout(0.2)(_label_features(shared, eighth, box, cfg.label_pooling))
     label = layers.Dense(num_classes, activation="softmax", name="label", dtype="float32")(y)
     return keras.Model(inputs=inputs, outputs={"label": label, "box": box}, name="default")
 
@@ -146,7 +153,7 @@ def _build(cfg: ModelConfig, num_classes: int, image_size: int) -> keras.Model:
         if cfg.preset == "seed":
             return seed_model(num_classes, image_size)
         if cfg.preset == "default":
-            return default_model(num_classes, image_size, cfg.label_pooling, cfg.box_window)
+            return default_model(num_classes, image_size, cfg)
         return pretrained_model(cfg.preset, num_classes, image_size, cfg.weights)
     finally:
         keras.config.set_dtype_policy(previous)
