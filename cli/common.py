@@ -23,6 +23,11 @@ EpochsOption = Annotated[int | None, typer.Option(help="The most training epochs
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="A TOML file with config sections.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", help="section.key=value, repeatable.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on the last line of stdout.")]
+RunnerOption = Annotated[str, typer.Option(help="thread: trainings as threads of this process; dask: each in a "
+                                           "Dask worker process (a local cluster of --concurrency workers).")]
+DaskAddressOption = Annotated[str | None, typer.Option(
+    help="Use the Dask cluster at tcp://HOST:PORT (with --runner dask); its workers need MULTITASK_HOME and "
+    "PREFECT_API_URL.")]
 
 
 def fail(message: str) -> NoReturn:

@@ -12,13 +12,15 @@ from typing import Any
 
 import typer
 
-from cli import data, models, serving
+from cli import data, models, serving, tuning
 from cli.common import (
     ConfigOption,
+    DaskAddressOption,
     DatasetOption,
     EpochsOption,
     JsonOption,
     PresetOption,
+    RunnerOption,
     SetOption,
     fail,
     import_tensorflow_quietly,
@@ -37,6 +39,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(data.app, name="data")
 app.command()(serving.serve)
 app.command()(serving.export)
+app.command()(tuning.tune)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -87,10 +90,7 @@ def compare(
     seeds: int = typer.Option(3, min=1, help="Seeds per variant."),
     variants: str = typer.Option(",".join(VARIANTS), help="Comma-separated variants to train."),
     concurrency: int = typer.Option(1, min=1, help="Trainings at once (1 on a 2-core CPU)."),
-    runner: str = typer.Option("thread", help="thread: trainings as threads of this process; dask: each in "
-                               "a Dask worker process (a local cluster of --concurrency workers)."),
-    dask_address: str | None = typer.Option(None, help="Use the Dask cluster at tcp://HOST:PORT (with "
-                                            "--runner dask); its workers need MULTITASK_HOME and PREFECT_API_URL."),
+    runner: RunnerOption = "thread", dask_address: DaskAddressOption = None,
     out: Path | None = typer.Option(None, help="Also copy comparison.md/.json/.png into this folder."),
     as_json: JsonOption = False,
 ) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.runners import task_runner
 from flows.steps import Steps
 from multitask import compare, workspace
 from multitask.config import RunConfig
@@ -49,33 +49,9 @@ def compare_flow(config: RunConfig = RunConfig(), seeds: int = 3,  # noqa: B008 
             "steps": steps.states}
 
 
-RUNNERS = ("thread", "dask")
-
-
 def run_compare(config: RunConfig, seeds: int = 3, variants: list[str] | None = None, concurrency: int = 1,
                 runner: str = "thread", dask_address: str | None = None) -> dict[str, Any]:
-    """Run `compare_flow` (all variants unless named) with at most `concurrency` trainings at a time:
-    as threads of this process, or (`dask`) in Dask worker processes, each training alone in its
-    process, so that TensorFlow's process-wide state cannot make results depend on timing."""
-    if concurrency < 1:
-        raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
-    if runner not in RUNNERS:
-        raise ConfigError(f"unknown runner {runner!r} (known: {', '.join(RUNNERS)})")
-    if dask_address is not None and runner != "dask":
-        raise ConfigError("--dask-address needs --runner dask")
-    task_runner = (dask_runner(concurrency, dask_address) if runner == "dask"
-                   else ThreadPoolTaskRunner(max_workers=concurrency))
-    return compare_flow.with_options(task_runner=task_runner)(config=config, seeds=seeds, variants=variants)
-
-
-def dask_runner(concurrency: int, address: str | None) -> Any:
-    """prefect-dask's runner: a local cluster of `concurrency` one-thread worker processes, or
-    the cluster at `address` (its workers need this workspace's `MULTITASK_HOME` and `PREFECT_API_URL`)."""
-    try:
-        from prefect_dask import DaskTaskRunner
-    except ImportError as exc:
-        raise ConfigError("the dask runner needs prefect-dask: pip install 'multitask[dask]'") from exc
-    if address is not None:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(cluster_kwargs={"n_workers": concurrency, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": None})
+    """Run `compare_flow` (all variants unless named) with at most `concurrency` trainings at a time
+    on `runner` (`flows.runners.task_runner`)."""
+    return compare_flow.with_options(task_runner=task_runner(concurrency, runner, dask_address))(
+        config=config, seeds=seeds, variants=variants)

@@ -16,7 +16,7 @@ import tensorflow as tf
 from multitask import atomic
 
 SCORE = "val_score"  # validation label accuracy + box mean IoU: the one number both heads move
-MAX_EPOCHS, PLATEAU, TIME_BUDGET = "max_epochs", "plateau", "time_budget"  # why training stopped
+MAX_EPOCHS, PLATEAU, TIME_BUDGET, PRUNED = "max_epochs", "plateau", "time_budget", "pruned"  # why training stopped
 # What a validation image can get right. Once these stop rising, the score still crept up on
 # `shapes` (box mean IoU +0.011 in 40 epochs, every image right): not worth three times the time.
 RIGHT = ("val_label_accuracy", "val_box_iou50", "val_box_iou75")
@@ -167,21 +167,36 @@ class TimeLimit:
         return self.log.seconds() + last > self.max_minutes * 60
 
 
+class Pruned:
+    """Stops a tuning trial that its search gives up on: `prune(epochs, score)` is asked after
+    every epoch with the epoch's validation score (it reports the score and answers whether to stop)."""
+
+    reason = PRUNED
+
+    def __init__(self, log: EpochLog, prune: Callable[[int, float], bool]):
+        self.log, self.prune = log, prune
+
+    def stops(self, epochs: int) -> bool:
+        score = self.log.epochs[str(epochs)].get(SCORE)
+        return score is not None and self.prune(epochs, score)
+
+
 class Stopping(keras.callbacks.Callback):
     """Ends training when the first of its rules says so; `reason` says which kind of rule
     (`max_epochs` while none has). The rules read the epoch log, which survives a resume, so a
     resumed run counts the epochs and minutes of the attempt that died."""
 
-    def __init__(self, rules: list[NoGain | Solved | TimeLimit]):
+    def __init__(self, rules: list[NoGain | Solved | TimeLimit | Pruned]):
         super().__init__()
         self.rules, self.reason = rules, MAX_EPOCHS
 
     @classmethod
     def for_training(cls, log: EpochLog, patience: int | None, max_minutes: float | None,
-                     validation_images: int) -> Stopping:
-        """`train.early_stopping_patience` brings the plateau rules, `train.max_minutes` the time limit."""
-        rules: list[NoGain | Solved | TimeLimit] = [NoGain(log, patience), Solved(log, validation_images)] \
-            if patience else []
+                     validation_images: int, prune: Callable[[int, float], bool] | None = None) -> Stopping:
+        """`train.early_stopping_patience` brings the plateau rules, `train.max_minutes` the time
+        limit, a tuning trial's `prune` the pruning rule (asked first: it also reports the score)."""
+        rules: list[NoGain | Solved | TimeLimit | Pruned] = [Pruned(log, prune)] if prune else []
+        rules += [NoGain(log, patience), Solved(log, validation_images)] if patience else []
         return cls(rules + ([TimeLimit(log, max_minutes)] if max_minutes is not None else []))
 
     def on_epoch_end(self, epoch, logs=None):

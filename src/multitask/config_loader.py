@@ -37,7 +37,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any], where: str = "") -> d
     return out
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
     """`--set` values are TOML literals (`3`, `0.5`, `true`, `"x"`); anything else is a string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -48,17 +48,25 @@ def _parse_value(text: str) -> Any:
 def parse_set(item: str) -> dict[str, Any]:
     """`train.learning_rate=0.01` -> {"train": {"learning_rate": 0.01}}, checked against the schema."""
     path, sep, raw = item.partition("=")
-    keys = path.strip().split(".")
-    if not sep or len(keys) != 2 or not all(keys):
+    if not sep:
         raise ConfigError(f"--set expects section.key=value, got {item!r}")
+    section, key = setting(path, "--set")
+    return {section: {key: parse_value(raw.strip())}}
+
+
+def setting(path: str, source: str) -> tuple[str, str]:
+    """`train.learning_rate` -> ("train", "learning_rate"), or one line naming the known ones."""
+    keys = path.strip().split(".")
+    if len(keys) != 2 or not all(keys):
+        raise ConfigError(f"{source} expects section.key, got {path.strip()!r}")
     section, key = keys
     fields = RunConfig.model_fields
     if section not in fields:
-        raise ConfigError(f"unknown config section {section!r} in --set {item!r} (known: {', '.join(fields)})")
+        raise ConfigError(f"unknown config section {section!r} in {source} (known: {', '.join(fields)})")
     known = fields[section].annotation.model_fields  # type: ignore[union-attr]
     if key not in known:
-        raise ConfigError(f"unknown setting {path!r} in --set (known in {section}: {', '.join(known)})")
-    return {section: {key: _parse_value(raw.strip())}}
+        raise ConfigError(f"unknown setting {path.strip()!r} in {source} (known in {section}: {', '.join(known)})")
+    return section, key
 
 
 def _readable(exc: ValidationError) -> str:
@@ -78,16 +86,33 @@ def load_config(
         raise ConfigError(f"unknown preset {preset!r} (known: {', '.join(PRESETS)})")
     tree = copy.deepcopy(PRESETS[preset])
     if config_file is not None:
-        try:
-            tree = _merge(tree, tomllib.loads(Path(config_file).read_text()))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror or exc}") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from exc
+        tree = _merge(tree, read_toml(Path(config_file), "config file"))
     for item in sets or []:
         tree = _merge(tree, parse_set(item))
-    tree = _merge(tree, overrides or {})
+    return _validated(_merge(tree, overrides or {}))
+
+
+def with_values(config: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """`config` with `{"section.key": value}` set, validated as a whole (one `ConfigError` line)."""
+    tree = config.model_dump()
+    for item, value in values.items():
+        section, key = item.split(".")
+        tree = _merge(tree, {section: {key: value}})
+    return _validated(tree)
+
+
+def _validated(tree: dict[str, Any]) -> RunConfig:
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_readable(exc)) from exc
+
+
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file's tables, or one `ConfigError` line naming `what` it was meant to be."""
+    try:
+        return tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc

@@ -98,7 +98,8 @@ def _backbone(model: keras.Model) -> keras.Layer | None:
 
 
 def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir: Path,
-          on_progress: Callable[[float], None] | None = None) -> TrainedModelRef:
+          on_progress: Callable[[float], None] | None = None,
+          prune: Callable[[int, float], bool] | None = None) -> TrainedModelRef:
     """Fit for at most `cfg.epochs`, resuming where a previous attempt in `run_dir` died.
 
     A model with a pretrained backbone trains in two phases: `cfg.freeze_epochs` epochs of the
@@ -106,7 +107,8 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
     the learning rate. Writes `model.keras` (the best epoch on the validation score) and
     `history.json` (every epoch, how many ran, the best, and why training stopped) last, so
     a run folder without them is never taken as finished. `on_progress(percent)` is called
-    after each epoch (`Progress`).
+    after each epoch (`Progress`); a tuning trial's `prune(epochs, score)` too, and stops
+    training when it answers yes (`Pruned`).
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     if not any((run_dir / name).exists() for name in _PROGRESS):  # a fresh start: forget a finished run
@@ -118,7 +120,8 @@ def train(model_ref: ModelRef, snapshot: SnapshotRef, cfg: TrainConfig, run_dir:
                             augmentation=Augmentation.from_config(cfg), seed=cfg.seed, epoch=epoch)
     val_ds = make_dataset(snapshot, "validation", cfg.batch_size)
     log = EpochLog(run_dir / "epochs.json")
-    budget = Stopping.for_training(log, cfg.early_stopping_patience, cfg.max_minutes, snapshot.splits["validation"])
+    budget = Stopping.for_training(log, cfg.early_stopping_patience, cfg.max_minutes, snapshot.splits["validation"],
+                                   prune)
     steps_per_epoch = math.ceil(snapshot.splits["train"] / cfg.batch_size)
 
     distribution = strategy(cfg.distribute)  # one for both phases: their model's variables live in it

@@ -1,0 +1,136 @@
+"""A tuning study: Optuna's, stored in the workspace, asked for trials and told how they ended.
+
+One study per (config, search space): the same `tune` command run again continues its study, so
+finished trials are never trained again. The objective is the validation score training already
+keeps (`callbacks.SCORE`, label accuracy + box mean IoU, at the best epoch); the test split is
+never looked at. A seeded TPE sampler proposes the values; a median pruner stops a trial whose
+score after an epoch is below the median of the finished trials' at that epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from multitask import atomic, workspace
+from multitask.callbacks import PRUNED, SCORE
+from multitask.config import RunConfig
+from multitask.records import TrainedModelRef
+from multitask.search_space import Dimension
+from multitask.train import read_history
+
+# An SQLAlchemy URL for the studies (the team stack's PostgreSQL); default: optuna.db in the workspace
+STORAGE_ENV = "MULTITASK_TUNE_STORAGE"
+# The median pruner prunes only after 3 trials have finished, and never in a trial's first 2 epochs
+# (the score of a model that has seen the data once says little about where it ends).
+PRUNER = {"n_startup_trials": 3, "n_warmup_steps": 2}
+RETRIED = "retried"  # user attribute of a trial whose process died: its parameters were queued again
+RETRY_OF = "retry_of"  # user attribute of the trial queued for it: the first trial of those parameters
+
+
+def storage() -> optuna.storages.RDBStorage:
+    url = os.environ.get(STORAGE_ENV) or f"sqlite:///{workspace.ensure() / 'optuna.db'}"
+    # SQLite: wait for another trial's write instead of failing at once (trials write from threads or processes)
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+
+
+def study_name(config: RunConfig, dimensions: list[Dimension]) -> str:
+    """The study of this config and space: `tune-MODEL-HASH`."""
+    text = json.dumps([config.model_dump(mode="json"), [asdict(d) for d in dimensions]], sort_keys=True)
+    return f"tune-{config.model_name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def open_study(name: str, seed: int) -> optuna.Study:
+    """The study `name`, created when new: maximise the score, TPE seeded with `seed`, median pruning."""
+    optuna.logging.set_verbosity(logging.WARNING)
+    return optuna.create_study(study_name=name, storage=storage(), load_if_exists=True, direction="maximize",
+                               sampler=optuna.samplers.TPESampler(seed=seed),
+                               pruner=optuna.pruners.MedianPruner(**PRUNER))
+
+
+def retry_dead(study: optuna.Study) -> int:
+    """Trials still marked running when a tune starts (their process died; one tune runs a study at a
+    time): each is failed, marked `retried`, and its parameters are queued for the next trial."""
+    dead = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    store = storage()
+    for trial in dead:
+        store.set_trial_user_attr(_trial_id(store, study.study_name, trial.number), RETRIED, True)
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={RETRY_OF: origin(trial)})
+    return len(dead)
+
+
+def origin(trial: optuna.trial.BaseTrial) -> int:
+    """The number of the trial that first ran these parameters: a retried trial's training resumes its folder."""
+    return int(trial.user_attrs.get(RETRY_OF, trial.number))
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials that ended: complete, pruned, failed (a retried trial counts once, as its retry)."""
+    ended = {"complete": 0, "pruned": 0, "failed": 0}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.COMPLETE:
+            ended["complete"] += 1
+        elif trial.state == TrialState.PRUNED:
+            ended["pruned"] += 1
+        elif trial.state == TrialState.FAIL and not trial.user_attrs.get(RETRIED):
+            ended["failed"] += 1
+    return ended
+
+
+def pruning_reporter(name: str, number: int) -> Callable[[int, float], bool]:
+    """For training (`train.train`'s `prune`): report trial `number`'s score after each epoch and
+    answer whether to stop. Opens the study from its storage, so it works in any process."""
+    store = storage()
+    study = optuna.load_study(study_name=name, storage=store, pruner=optuna.pruners.MedianPruner(**PRUNER))
+    trial = optuna.trial.Trial(study, _trial_id(store, name, number))
+
+    def prune(epochs: int, score: float) -> bool:
+        trial.report(score, epochs)
+        return trial.should_prune()
+
+    return prune
+
+
+def _trial_id(store: optuna.storages.BaseStorage, name: str, number: int) -> int:
+    return store.get_trial_id_from_study_id_trial_number(store.get_study_id_from_name(name), number)
+
+
+def tell(study: optuna.Study, number: int, trained: TrainedModelRef | None) -> None:
+    """Tell the study how trial `number` ended: its training (pruned, or its best epoch's validation
+    score), or None when it failed."""
+    if trained is None:
+        study.tell(number, state=TrialState.FAIL)
+    elif trained.stop_reason == PRUNED:
+        study.tell(number, state=TrialState.PRUNED)
+    else:
+        rows = {row["epoch"]: row for row in read_history(trained.history_path)}
+        study.tell(number, float(rows[trained.best_epoch][SCORE]))
+
+
+def best(study: optuna.Study) -> dict[str, Any] | None:
+    """The best complete trial as `{"params", "value", "trial"}`, or None before one completed."""
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return None
+    trial = study.best_trial
+    return {"params": trial.params, "value": trial.value, "trial": trial.number}
+
+
+def write_config(config: RunConfig, path: Path, header: str) -> Path:
+    """`config` as a TOML file that `--config` reads back to the same config (with the preset it
+    came from: settings left unset, `None`, are left to it), written whole or not at all."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for section, values in config.model_dump(mode="json").items():
+        lines += ["", f"[{section}]"]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items() if value is not None]
+    return atomic.write_bytes(path, ("\n".join(lines) + "\n").encode())
