@@ -16,7 +16,7 @@ from multitask.config import RunConfig
 from multitask.config_loader import with_values
 from multitask.errors import ConfigError
 from tasks.model import build_model
-from tasks.tune import train_trial
+from tasks.tune import log_trial, report_study, train_trial
 
 
 @flow(name="tune")
@@ -39,6 +39,8 @@ def tune_flow(config: RunConfig = RunConfig(), space: str = "", trials: int = 12
         if retried := tuning.retry_dead(study):
             steps.logger.info("%d trial(s) of an earlier run died: queued again", retried)
         _run_trials(study, steps, config, dimensions, trials, concurrency, timeout_minutes)
+        steps.run(report_study, cached=False, study=name, rows=tuning.rows(study),
+                  keys={d.key: d.log for d in dimensions})
         best = tuning.best(study)
         path = None
         if best is not None:
@@ -68,7 +70,7 @@ def _run_trials(study: Any, steps: Steps, config: RunConfig, dimensions: list[se
             return
         done = next(as_completed(list(running)))
         done.wait()  # sets the future's final state (as_completed answers when its run has ended)
-        _tell(study, running.pop(done), done.state)
+        _tell(study, config.model_name, running.pop(done), done.state)
 
 
 def _submit(steps: Steps, name: str, trial: Any, config: RunConfig) -> PrefectFuture:
@@ -80,8 +82,13 @@ def _submit(steps: Steps, name: str, trial: Any, config: RunConfig) -> PrefectFu
                               snapshot=snapshot, train_config=config.train)
 
 
-def _tell(study: Any, number: int, state: State) -> None:
-    tuning.tell(study, number, state.result() if state.is_completed() else None)
+def _tell(study: Any, model_name: str, number: int, state: State) -> None:
+    """Tell the study how the trial ended, then log it to MLflow as a child of the study's run."""
+    trained = state.result() if state.is_completed() else None
+    tuning.tell(study, number, trained)
+    ended = study.get_trials(deepcopy=False)[number]
+    log_trial(study.study_name, model_name, number, ended.params, ended.state.name, ended.value,
+              trained.history_path if trained else None)
 
 
 def run_tune(config: RunConfig, space: str, trials: int, concurrency: int = 1, runner: str = "thread",

@@ -4,11 +4,6 @@ Each training runs alone in a worker process, so two at once give exactly what o
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,45 +15,6 @@ from flows.compare import run_compare
 from helpers import tiny_config
 
 VARIANTS = ["label-only", "uncertainty"]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def dask_cluster(prefect_server, tmp_path):
-    """`tcp://127.0.0.1:PORT` of a scheduler with two one-thread workers; all stopped afterwards."""
-    from distributed import Client
-    from prefect.settings import PREFECT_API_URL
-
-    address = f"tcp://127.0.0.1:{_free_port()}"
-    env = {**os.environ, "MULTITASK_HOME": str(tmp_path / "dask-ws"), "PREFECT_API_URL": PREFECT_API_URL.value()}
-    logs = open(tmp_path / "dask.log", "w")  # noqa: SIM115 (closed below, after the processes)
-
-    def start(module: str, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", f"distributed.cli.{module}", *args, "--no-dashboard"],
-                                env=env, stdout=logs, stderr=subprocess.STDOUT)
-
-    processes = [start("dask_scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1])]
-    try:
-        time.sleep(1)
-        processes += [start("dask_worker", address, "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1")
-                      for _ in range(2)]
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        yield address, tmp_path / "dask-ws"
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        logs.close()
 
 
 def _evaluations(home: Path) -> list[dict]:

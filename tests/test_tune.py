@@ -148,3 +148,35 @@ def test_the_json_line_has_the_best_trial_its_counts_and_the_config(study):
     line = json.loads(result.stdout.strip().splitlines()[-1])
     assert line == {"study": study["name"], "best": study["third"]["best"], "trials": study["third"]["trials"],
                     "config": study["third"]["config"]}
+
+
+def test_each_ended_trial_is_a_child_run_of_the_studys_run_in_mlflow(study):
+    from multitask import registry
+    from multitask.registry.studies import PARENT_TAG, STUDY_TAG, TRIAL_TAG
+
+    c = registry.client()
+    runs = c.search_runs([c.get_experiment_by_name(_config().model_name).experiment_id],
+                         f"tags.`{STUDY_TAG}` = '{study['name']}'")
+    parents = [r for r in runs if r.data.tags[TRIAL_TAG] == "study"]
+    children = {int(r.data.tags[TRIAL_TAG]): r for r in runs if r.data.tags[TRIAL_TAG] != "study"}
+    assert len(parents) == 1 and all(r.data.tags[PARENT_TAG] == parents[0].info.run_id for r in children.values())
+    ended = {t.number: t for t in _trials(study["name"]) if not t.user_attrs.get(tuning.RETRIED)}
+    assert set(children) == set(ended)
+    for number, trial in ended.items():
+        run = children[number]
+        assert run.data.tags["state"] == trial.state.name
+        assert run.data.params["train.learning_rate"] == str(trial.params["train.learning_rate"])
+        curve = c.get_metric_history(run.info.run_id, "val_score")
+        assert [m.step for m in curve] == sorted(trial.intermediate_values)
+
+
+def test_the_trials_and_the_search_are_artifacts_of_the_flow_run(study):
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        latest = {artifact.key: artifact for artifact in client.read_latest_artifacts()}
+    table = latest["multitask-tune-trials"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert len(rows) == sum(study["third"]["trials"].values())
+    assert {"trial", "state", "value", "epochs", "train.learning_rate", "train.seed"} <= set(rows[0])
+    assert latest["multitask-tune-search"].data.startswith("![the search](data:image/png;base64,")

@@ -1,4 +1,5 @@
-"""Figures of an evaluation: training curves, a grid of test predictions, the confusion matrix.
+"""Figures of an evaluation (training curves, a grid of test predictions, the confusion matrix) and
+of a tuning study (the search).
 
 matplotlib's `Figure`, not pyplot: no GUI backend, safe in worker threads.
 """
@@ -81,3 +82,34 @@ def plot_confusion(counts: np.ndarray, class_names: list[str], path: Path) -> Pa
                 ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
                         color="white" if shares[i, j] > 0.5 else "black")
     return atomic.write_png(path, fig)
+
+
+def plot_search(rows: list[dict], keys: dict[str, bool], path: Path) -> Path:
+    """A study's trials: the best score so far over trial numbers, then the score against each searched
+    setting (`keys`: setting -> on a log scale; choices as categories). Complete trials in blue, pruned
+    ones (their last score) in grey."""
+    fig = Figure(figsize=(4.2 * (1 + len(keys)), 3.6))
+    axes = fig.subplots(1, 1 + len(keys), squeeze=False)[0]
+    scored = [row for row in rows if row["value"] is not None]
+    complete = [row for row in scored if row["state"] == "complete"]
+    best, running = [], -np.inf
+    for row in complete:
+        running = max(running, row["value"])
+        best.append(running)
+    axes[0].step([row["trial"] for row in complete], best, where="post", label="best so far")
+    for ax, key in [(axes[0], "trial"), *zip(axes[1:], keys)]:
+        if keys.get(key):
+            ax.set_xscale("log")
+        for state, colour in (("complete", "tab:blue"), ("pruned", "tab:grey")):
+            points = [row for row in scored if row["state"] == state]
+            ax.scatter([_axis_value(row[key]) for row in points], [row["value"] for row in points], s=18,
+                       color=colour, label=state)
+        ax.set_xlabel(key)
+        ax.set_ylabel("validation score")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    return atomic.write_png(path, fig)
+
+
+def _axis_value(value):
+    return str(value) if isinstance(value, str | bool) else value

@@ -118,6 +118,12 @@ def tell(study: optuna.Study, number: int, trained: TrainedModelRef | None) -> N
         study.tell(number, float(rows[trained.best_epoch][SCORE]))
 
 
+def rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per trial that ended or runs: number, state, score (a pruned trial's last), epochs, values."""
+    return [{"trial": t.number, "state": t.state.name.lower(), "value": t.value, "epochs": len(t.intermediate_values),
+             **t.params} for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(RETRIED)]
+
+
 def best(study: optuna.Study) -> dict[str, Any] | None:
     """The best complete trial as `{"params", "value", "trial"}`, or None before one completed."""
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):

@@ -4,7 +4,7 @@
 model was made from), `runs` (logging and registering a trained model), `versions` (aliases,
 lookups, promotion, tags), `loading` (downloading and safe loading), `peek` (one version's tags
 and aliases read without MLflow), `tags` (the fingerprint tag and the tags-and-aliases record that
-`peek` shares with the modules that use MLflow).
+`peek` shares with the modules that use MLflow), `studies` (a tuning study's runs).
 
 Each name loads its module on first use (`__getattr__` below): importing the package costs
 nothing, so a flow run whose steps are all cached imports neither MLflow nor TensorFlow; it only
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "champion", "changed_sections", "client",
     "fetch", "fetch_servable", "find_version", "lineage_tags", "list_models", "load_model", "load_registered",
+    "log_trial",
     "model_uri", "parse_reference", "preprocessing", "promote", "register", "reregister", "resolve", "run_url",
     "set_tags", "show", "version_matches",
 ]
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from multitask.registry.references import model_uri, parse_reference
     from multitask.registry.runs import register, reregister, run_url
     from multitask.registry.store import client
+    from multitask.registry.studies import log_trial
     from multitask.registry.versions import (
         CHALLENGER,
         CHAMPION,
@@ -48,6 +50,7 @@ _MODULE_OF = {
     "model_uri": "references", "parse_reference": "references",
     "register": "runs", "reregister": "runs", "run_url": "runs",
     "client": "store",
+    "log_trial": "studies",
     **dict.fromkeys(("CHALLENGER", "CHAMPION", "champion", "find_version", "list_models", "preprocessing",
                      "promote", "resolve", "set_tags", "show"), "versions"),
 }
