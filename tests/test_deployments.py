@@ -57,7 +57,7 @@ def test_deploy_schedule_and_run_nightly_retrain_with_a_worker(cli_env, workspac
 def test_serve_alternative_builds_the_same_deployments():
     serve = runpy.run_path(str(ROOT / "deployments" / "serve.py"))
     built = {d.name: d for d in serve["deployments"]()}
-    assert set(built) == {"train", "retrain-nightly", "watch", "retrain-on-change", "predict"}
+    assert set(built) == {"train", "retrain-nightly", "watch", "retrain-on-change", "tune", "predict"}
     [schedule] = built["retrain-nightly"].schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 2 * * *", "UTC")
     [schedule] = built["watch"].schedules
@@ -66,3 +66,4 @@ def test_serve_alternative_builds_the_same_deployments():
     assert trigger.expect == {"multitask.dataset.changed"}
     assert trigger.parameters == {"config": {"data": {"dataset": "{{ event.resource.id }}"}}}
     assert built["predict"].parameters["model"] == "multitask-shapes@champion"
+    assert {"config", "space", "trials", "concurrency"} <= set(built["tune"].parameters)
