@@ -57,13 +57,17 @@ def run_train(spec: str, seed: int, sets: list[str], workdir: Path) -> tuple[flo
     """`multitask train --dataset SPEC --json` with these seeds and sets in a fresh workspace: wall seconds and
     the JSON summary."""
     home = Path(tempfile.mkdtemp(dir=workdir, prefix="ws-"))
-    args = ["--dataset", spec, "--json", "--set", f"model.seed={seed}", "--set", f"train.seed={seed}",
-            *(a for item in sets for a in ("--set", item))]
+    return run_command(["train", "--dataset", spec, "--set", f"model.seed={seed}", "--set", f"train.seed={seed}",
+                        *(a for item in sets for a in ("--set", item))], home, workdir)
+
+
+def run_command(args: list[str], home: Path, workdir: Path) -> tuple[float, dict]:
+    """`multitask ARGS --json` in the workspace `home`: wall seconds and the JSON line."""
     started = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "cli", "train", *args], cwd=workdir, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "cli", *args, "--json"], cwd=workdir, capture_output=True,
                          text=True, env={**os.environ, "MULTITASK_HOME": str(home)})
     if out.returncode != 0:
-        raise RuntimeError(f"multitask train failed on {spec}: {out.stderr[-2000:]}")
+        raise RuntimeError(f"multitask {' '.join(args)} failed: {out.stderr[-2000:]}")
     return time.perf_counter() - started, json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -29,8 +29,8 @@ def tune_flow(config: RunConfig = RunConfig(), space: str = "", trials: int = 12
     by trials that agree on them); its training reports every epoch to the study, which may prune it.
     Writes the best trial's config as TOML for `train --config`."""
     dimensions = search_space.parse(space, config)
-    if trials < 1:
-        raise ConfigError(f"trials must be at least 1, got {trials}")
+    if trials < 1 or concurrency < 1:
+        raise ConfigError(f"trials and concurrency must be at least 1, got {trials} and {concurrency}")
     workspace.ensure()
     name = tuning.study_name(config, dimensions)
     steps = Steps()
@@ -54,7 +54,7 @@ def tune_flow(config: RunConfig = RunConfig(), space: str = "", trials: int = 12
 def _run_trials(study: Any, steps: Steps, config: RunConfig, dimensions: list[search_space.Dimension],
                 trials: int, concurrency: int, timeout_minutes: float | None) -> None:
     """Ask for trials and submit them until `trials` have ended; tell the study how each ended."""
-    deadline = time.monotonic() + 60 * timeout_minutes if timeout_minutes else None
+    deadline = None if timeout_minutes is None else time.monotonic() + 60 * timeout_minutes
     running: dict[PrefectFuture, int] = {}
     while True:
         open_slots = min(concurrency - len(running), trials - sum(tuning.counts(study).values()) - len(running))

@@ -87,7 +87,7 @@ def _secrets(stack) -> dict[str, str]:
 def test_up_prints_exports_and_keeps_secrets_to_files(stack):
     st, up, env = stack
     assert set(env) == {"PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI",
-                        "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
+                        "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MULTITASK_TUNE_STORAGE"}
     assert env["PREFECT_API_URL"].startswith("http://127.0.0.1:")
     assert env["MLFLOW_TRACKING_URI"].startswith("http://127.0.0.1:")
     assert env["PREFECT_API_AUTH_STRING"] == "multitask:" + st.secret("prefect_token")
@@ -112,6 +112,21 @@ def test_postgres_listens_on_loopback_with_a_password(stack):
             assert cur.fetchone()[0] == "127.0.0.1"
     finally:
         conn.close()
+
+
+def test_tune_studies_live_in_the_stacks_postgres(stack, monkeypatch):
+    """What `up.sh` exports points `multitask tune` at the stack's database: every client shares a study."""
+    import optuna
+
+    from multitask import tuning
+
+    _, _, env = stack
+    monkeypatch.setenv(tuning.STORAGE_ENV, env["MULTITASK_TUNE_STORAGE"])
+    study = tuning.open_study("tune-stack-check", seed=0)
+    study.tell(study.ask(), 0.5)
+    assert env["MULTITASK_TUNE_STORAGE"].startswith("postgresql+psycopg2://multitask:")
+    again = optuna.load_study(study_name="tune-stack-check", storage=tuning.storage())
+    assert [trial.value for trial in again.get_trials()] == [0.5]
 
 
 def _status(url: str, authorization: str | None = None, body: bytes | None = None) -> int:

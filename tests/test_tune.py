@@ -83,7 +83,8 @@ def _trials(name):
 def study(prefect_server, module_workspace):
     """Three trials that learn, then one that cannot (its learning rate 1e-9), one at a time, so the
     median pruner has its three finished trials when the fourth reports; then a trial left running
-    as by a killed run; then the same study run to 6 trials two at a time, then run again."""
+    as by a killed run; then the same study run to 6 trials two at a time, then run again, then asked
+    for 8 with no time left."""
     config = _config()
     name = tuning.study_name(config, search_space.parse(SPACE, config))
     queued = tuning.open_study(name, config.train.seed)
@@ -95,8 +96,9 @@ def study(prefect_server, module_workspace):
     second = run_tune(config, SPACE, trials=6, concurrency=2)
     before_third = len(_trials(name))
     third = run_tune(config, SPACE, trials=6, concurrency=2)
+    out_of_time = run_tune(config, SPACE, trials=8, timeout_minutes=0)
     return {"name": name, "first": first, "died": died.number, "second": second, "third": third,
-            "before_third": before_third}
+            "before_third": before_third, "out_of_time": out_of_time}
 
 
 def test_a_trial_that_cannot_learn_is_pruned(study):
@@ -127,8 +129,9 @@ def test_a_trial_whose_run_died_is_retried_and_counted_once(study):
     assert sum(study["second"]["trials"].values()) == 6 and study["second"]["trials"]["failed"] == 0
 
 
-def test_running_a_finished_study_again_trains_nothing(study):
+def test_running_a_finished_study_again_or_out_of_time_trains_nothing(study):
     assert len(_trials(study["name"])) == study["before_third"]
+    assert study["out_of_time"]["trials"] == study["third"]["trials"]  # 8 asked for, none started after 0 minutes
     assert study["third"]["best"] == study["second"]["best"] and study["third"]["trials"] == study["second"]["trials"]
 
 

@@ -14,7 +14,7 @@ from stack_files import _open_log, _password_file
 from stack_output import StackError
 from stack_state import HOST, USER, StackDir
 
-DATABASES = ("prefect", "mlflow", "mlflow_auth")
+DATABASES = ("prefect", "mlflow", "mlflow_auth", "optuna")  # optuna: `multitask tune`'s studies
 
 
 class Postgres(StackDir):

@@ -50,11 +50,13 @@ class StackDir:
             "MLFLOW_TRACKING_URI": f"http://{HOST}:{ports['mlflow']}",
             "MLFLOW_TRACKING_USERNAME": USER,
             "MLFLOW_TRACKING_PASSWORD": self.secret("mlflow_password"),
+            "MULTITASK_TUNE_STORAGE": self.db_url("optuna", "postgresql+psycopg2"),  # studies shared by workers
         }
 
     def export_lines(self) -> list[str]:
         """`export` lines for `eval`; secrets are read from their files, so they are never printed."""
-        files = {"PREFECT_API_AUTH_STRING": "prefect_token", "MLFLOW_TRACKING_PASSWORD": "mlflow_password"}
+        files = {"PREFECT_API_AUTH_STRING": "prefect_token", "MLFLOW_TRACKING_PASSWORD": "mlflow_password",
+                 "MULTITASK_TUNE_STORAGE": "pg_password"}
         lines = []
         for name, value in self.client_env().items():
             if name in files:
