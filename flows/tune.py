@@ -61,11 +61,16 @@ def _run_trials(study: Any, steps: Steps, config: RunConfig, dimensions: list[se
         if deadline is not None and time.monotonic() > deadline:
             open_slots = 0
         for _ in range(max(open_slots, 0)):
-            trial = study.ask()
+            trial = tuning.ask(study)
             params = {d.key: d.suggest(trial) for d in dimensions}
             steps.logger.info("trial %d: %s", trial.number, params)
-            future = _submit(steps, study.study_name, trial, with_values(config, params))
-            running[future] = trial.number
+            try:
+                trial_config = with_values(config, params)
+            except ConfigError as exc:  # values valid alone, not together (or between a range's valid ends)
+                steps.logger.warning("trial %d failed: %s", trial.number, exc)
+                _tell(study, config.model_name, trial.number, None)
+                continue
+            running[_submit(steps, study.study_name, trial, trial_config)] = trial.number
         if not running:
             return
         done = next(as_completed(list(running)))
@@ -82,9 +87,10 @@ def _submit(steps: Steps, name: str, trial: Any, config: RunConfig) -> PrefectFu
                               snapshot=snapshot, train_config=config.train)
 
 
-def _tell(study: Any, model_name: str, number: int, state: State) -> None:
-    """Tell the study how the trial ended, then log it to MLflow as a child of the study's run."""
-    trained = state.result() if state.is_completed() else None
+def _tell(study: Any, model_name: str, number: int, state: State | None) -> None:
+    """Tell the study how the trial ended (`state` None: it could not start), then log it to MLflow as a
+    child of the study's run."""
+    trained = state.result() if state is not None and state.is_completed() else None
     tuning.tell(study, number, trained)
     ended = study.get_trials(deepcopy=False)[number]
     log_trial(study.study_name, model_name, number, ended.params, ended.state.name, ended.value,

@@ -2,6 +2,8 @@
 concurrency, continues where a run died, trains nothing twice and writes a config that reproduces."""
 
 import json
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -11,9 +13,9 @@ from typer.testing import CliRunner
 from cli import app
 from flows.train import train_flow
 from flows.tune import run_tune
-from multitask import search_space, tuning
+from multitask import processes, search_space, tuning
 from multitask.config import RunConfig
-from multitask.config_loader import load_config
+from multitask.config_loader import load_config, with_values
 from multitask.train import read_history
 
 from helpers import DEFAULT_MODEL, TINY, tiny_config
@@ -53,6 +55,8 @@ def test_a_space_file_is_read_as_sections(tmp_path):
     ("train.learning_rate=1e-3|1e-3", "choices need at least two different values"),
     ("train.seed=1..3, train.seed=4..5", "names a setting twice"),
     (" , ", "names no setting"),
+    ("train.max_minutes=1..inf", "must be finite numbers"),
+    ("train.augment_flip=0..1", "a yes/no setting takes choices"),
     ("/nonexistent/space.toml", "cannot read search space file /nonexistent/space.toml"),
 ])
 def test_a_bad_space_is_one_line_before_anything_runs(space, says, tmp_path, monkeypatch):
@@ -69,6 +73,31 @@ def test_the_best_config_file_reads_back_to_the_same_config(tmp_path):
     path = tuning.write_config(config, tmp_path / "best.toml", "a header\nof two lines")
     assert path.read_text().startswith("# a header\n# of two lines\n")
     assert load_config("default", config_file=path) == config
+
+
+def test_a_trial_with_another_preset_gets_that_presets_image_size_and_the_file_keeps_it_derived(tmp_path):
+    config = with_values(RunConfig(), {"model.preset": "mobilenet_v3_small"})
+    assert config.data.image_size == 224
+    path = tuning.write_config(config, tmp_path / "best.toml", "")
+    assert "image_size" not in path.read_text() and "model_name" not in path.read_text()
+    assert load_config("default", config_file=path) == config
+    other = load_config("default", config_file=path, overrides={"data": {"dataset": "tfds:oxford_iiit_pet"}})
+    assert other.model_name == "multitask-oxford_iiit_pet"
+
+
+def test_only_running_trials_whose_tune_process_is_gone_are_retried(tmp_path, monkeypatch):
+    monkeypatch.setenv("MULTITASK_HOME", str(tmp_path))
+    study = tuning.open_study("tune-owners", seed=0)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    owners = {"alive": processes.identity(), "gone": {**processes.identity(), "pid": int(gone.stdout)},
+              "elsewhere": {**processes.identity(), "host": "another-host"}}
+    for owner in owners.values():
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        trial.set_user_attr(tuning.OWNER, owner)
+    assert tuning.retry_dead(study) == 1
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.RUNNING, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+    assert study.get_trials()[3].user_attrs[tuning.RETRY_OF] == 1
 
 
 def _config():

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from multitask.config import RunConfig
+from multitask.config import PRESET_IMAGE_SIZES, RunConfig, default_model_name
 from multitask.errors import ConfigError
 
 # Overrides on top of the field defaults. `seed` reproduces the starting point: its model,
@@ -93,8 +93,9 @@ def load_config(
 
 
 def with_values(config: RunConfig, values: dict[str, Any]) -> RunConfig:
-    """`config` with `{"section.key": value}` set, validated as a whole (one `ConfigError` line)."""
-    tree = config.model_dump()
+    """`config` with `{"section.key": value}` set, validated as a whole (one `ConfigError` line).
+    What validation derived (`derived`) is derived again: a new model preset brings its image size."""
+    tree = config.model_dump(exclude=derived(config))
     for item, value in values.items():
         section, key = item.split(".")
         tree = _merge(tree, {section: {key: value}})
@@ -114,5 +115,16 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from exc
+
+
+def derived(config: RunConfig) -> dict[str, set[str]]:
+    """The settings of `config` that hold what validation derives from others (`RunConfig`): the
+    model name from the dataset, the image size from the model preset."""
+    fields: dict[str, set[str]] = {}
+    if config.registry.model_name == default_model_name(config.data.dataset):
+        fields["registry"] = {"model_name"}
+    if config.data.image_size == PRESET_IMAGE_SIZES[config.model.preset]:
+        fields["data"] = {"image_size"}
+    return fields

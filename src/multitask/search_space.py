@@ -15,6 +15,7 @@ against the config schema before anything runs, so a bad space is one `ConfigErr
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,7 @@ class Dimension:
 
 def parse(space: str, base: RunConfig) -> list[Dimension]:
     """`space` (inline, or the path of a `.toml` file) as dimensions, each checked against `base`."""
-    items = _file_items(Path(space)) if space.strip().endswith(".toml") else _inline_items(space)
+    items = _file_items(Path(space.strip())) if space.strip().endswith(".toml") else _inline_items(space)
     if not items:
         raise ConfigError(f"the search space {space!r} names no setting")
     dimensions = [_dimension(key, value) for key, value in items]
@@ -103,8 +104,10 @@ def _dimension(key: str, value: Any) -> Dimension:
     low, high, scale = parse_value(match["low"].strip()), parse_value(match["high"].strip()), match["scale"]
     if scale not in (None, "log"):
         raise ConfigError(f"search space {key}: unknown scale {scale!r} (known: log)")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
-        raise ConfigError(f"search space {key}: the ends of {value!r} must be numbers")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+        raise ConfigError(f"search space {key}: the ends of {value!r} must be finite numbers")
+    if _annotation(section, name) is bool:
+        raise ConfigError(f"search space {key}: a yes/no setting takes choices (true|false), not a range")
     if not low < high:
         raise ConfigError(f"search space {key}: the range {value!r} is empty (its low end must be below its high end)")
     if scale == "log" and low <= 0:
@@ -120,5 +123,9 @@ def _choices(key: str, choices: tuple[Any, ...]) -> Dimension:
 
 def _is_integer(section: str, key: str) -> bool:
     """Whether the setting holds whole numbers (`int` or `int | None`): its range is sampled as integers."""
-    annotation = RunConfig.model_fields[section].annotation.model_fields[key].annotation  # type: ignore[union-attr]
+    annotation = _annotation(section, key)
     return annotation is int or set(get_args(annotation)) == {int, type(None)}
+
+
+def _annotation(section: str, key: str) -> Any:
+    return RunConfig.model_fields[section].annotation.model_fields[key].annotation  # type: ignore[union-attr]

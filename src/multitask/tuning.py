@@ -4,7 +4,7 @@ One study per (config, search space): the same `tune` command run again continue
 finished trials are never trained again. The objective is the validation score training already
 keeps (`callbacks.SCORE`, label accuracy + box mean IoU, at the best epoch); the test split is
 never looked at. A seeded TPE sampler proposes the values; a median pruner stops a trial whose
-score after an epoch is below the median of the finished trials' at that epoch.
+best score so far is below the median of the completed trials' scores at the same epoch.
 """
 
 from __future__ import annotations
@@ -19,20 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import tomli_w
 from optuna.trial import TrialState
 
-from multitask import atomic, workspace
-from multitask.callbacks import PRUNED, SCORE
+from multitask import atomic, processes, workspace
 from multitask.config import RunConfig
+from multitask.config_loader import derived
 from multitask.records import TrainedModelRef
 from multitask.search_space import Dimension
-from multitask.train import read_history
 
 # An SQLAlchemy URL for the studies (the team stack's PostgreSQL); default: optuna.db in the workspace
 STORAGE_ENV = "MULTITASK_TUNE_STORAGE"
-# The median pruner prunes only after 3 trials have finished, and never in a trial's first 2 epochs
-# (the score of a model that has seen the data once says little about where it ends).
-PRUNER = {"n_startup_trials": 3, "n_warmup_steps": 2}
+# The median pruner prunes only after 3 trials have completed, and never in a trial's first 2 epochs
+# (Optuna skips the steps below n_warmup_steps; a step is an epoch, counted from 1): the score of a
+# model that has seen the data once or twice says little about where it ends.
+PRUNER = {"n_startup_trials": 3, "n_warmup_steps": 3}
+OWNER = "owner"  # user attribute of a trial: the identity of the tune process that asked for it
 RETRIED = "retried"  # user attribute of a trial whose process died: its parameters were queued again
 RETRY_OF = "retry_of"  # user attribute of the trial queued for it: the first trial of those parameters
 
@@ -51,17 +53,29 @@ def study_name(config: RunConfig, dimensions: list[Dimension]) -> str:
 
 
 def open_study(name: str, seed: int) -> optuna.Study:
-    """The study `name`, created when new: maximise the score, TPE seeded with `seed`, median pruning."""
+    """The study `name`, created when new: maximise the score, median pruning, TPE seeded with `seed`
+    plus the trials the study already holds (a study continued by a new run does not propose the
+    values of its first run again)."""
     optuna.logging.set_verbosity(logging.WARNING)
-    return optuna.create_study(study_name=name, storage=storage(), load_if_exists=True, direction="maximize",
-                               sampler=optuna.samplers.TPESampler(seed=seed),
-                               pruner=optuna.pruners.MedianPruner(**PRUNER))
+    study = optuna.create_study(study_name=name, storage=storage(), load_if_exists=True, direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(**PRUNER))
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)))
+    return study
+
+
+def ask(study: optuna.Study) -> optuna.trial.Trial:
+    """A new trial, marked as this process's (see `retry_dead`)."""
+    trial = study.ask()
+    trial.set_user_attr(OWNER, processes.identity())
+    return trial
 
 
 def retry_dead(study: optuna.Study) -> int:
-    """Trials still marked running when a tune starts (their process died; one tune runs a study at a
-    time): each is failed, marked `retried`, and its parameters are queued for the next trial."""
-    dead = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    """Trials still marked running whose tune process is gone from this host (killed): each is failed,
+    marked `retried`, and its values are queued for the next trial. A trial of a process that still
+    runs, or of another host (a shared database), is left to it."""
+    dead = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if OWNER not in trial.user_attrs or processes.is_running(trial.user_attrs[OWNER]) is False]
     store = storage()
     for trial in dead:
         store.set_trial_user_attr(_trial_id(store, study.study_name, trial.number), RETRIED, True)
@@ -109,6 +123,9 @@ def _trial_id(store: optuna.storages.BaseStorage, name: str, number: int) -> int
 def tell(study: optuna.Study, number: int, trained: TrainedModelRef | None) -> None:
     """Tell the study how trial `number` ended: its training (pruned, or its best epoch's validation
     score), or None when it failed."""
+    from multitask.callbacks import PRUNED, SCORE  # TensorFlow: not before the command has silenced it
+    from multitask.train import read_history
+
     if trained is None:
         study.tell(number, state=TrialState.FAIL)
     elif trained.stop_reason == PRUNED:
@@ -133,10 +150,13 @@ def best(study: optuna.Study) -> dict[str, Any] | None:
 
 
 def write_config(config: RunConfig, path: Path, header: str) -> Path:
-    """`config` as a TOML file that `--config` reads back to the same config (with the preset it
-    came from: settings left unset, `None`, are left to it), written whole or not at all."""
-    lines = [f"# {line}" for line in header.splitlines()]
-    for section, values in config.model_dump(mode="json").items():
-        lines += ["", f"[{section}]"]
-        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items() if value is not None]
-    return atomic.write_bytes(path, ("\n".join(lines) + "\n").encode())
+    """`config` as a TOML file for `--config`, written whole or not at all. Settings that are unset
+    (`None`) are left out, and so are the model name and the image size where they are the ones
+    derived from the dataset and the model preset: `--config` derives them again."""
+    tree = config.model_dump(mode="json", exclude=derived(config))
+    text = "".join(f"# {line}\n" for line in header.splitlines()) + "\n" + tomli_w.dumps(_without_none(tree))
+    return atomic.write_bytes(path, text.encode())
+
+
+def _without_none(tree: dict[str, Any]) -> dict[str, Any]:
+    return {section: {k: v for k, v in values.items() if v is not None} for section, values in tree.items()}

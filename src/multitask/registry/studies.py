@@ -15,6 +15,7 @@ from multitask.train import read_history
 STUDY_TAG = "multitask.study"
 TRIAL_TAG = "multitask.trial"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's UI nests a run under the run this tag names
+BATCH = 1000  # the most metrics MLflow takes in one call
 
 
 def log_trial(study: str, model_name: str, number: int, params: dict[str, Any], state: str,
@@ -33,7 +34,9 @@ def log_trial(study: str, model_name: str, number: int, params: dict[str, Any], 
                for row in (read_history(history_path) if history_path else [])
                for key, v in row.items() if key.startswith("val_")]
     metrics += [Metric("objective", value, now, 0)] if value is not None else []
-    c.log_batch(run.info.run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in params.items()])
+    c.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+    for start in range(0, len(metrics), BATCH):
+        c.log_batch(run.info.run_id, metrics=metrics[start:start + BATCH])
     c.set_terminated(run.info.run_id, "FINISHED" if state != "FAIL" else "FAILED")
     return run.info.run_id
 
