@@ -47,7 +47,8 @@ def tune_flow(config: RunConfig = RunConfig(), space: str = "", trials: int = 12
             path = str(tuning.write_config(
                 with_values(config, best["params"]), workspace.root() / "tune" / name / "best.toml",
                 f"The best trial ({best['trial']}) of the study {name}: validation score {best['value']:.6f}.\n"
-                "multitask train --config THIS_FILE (settings left out are unset: they come from the preset)"))
+                "multitask train --config THIS_FILE [--preset P]: settings left out are unset or derived from\n"
+                "others (the model name, the image size); pass --preset if the study's preset was not `default`."))
         return {"study": name, "best": best, "trials": tuning.counts(study), "config": path}
 
 
@@ -60,6 +61,8 @@ def _run_trials(study: Any, steps: Steps, config: RunConfig, dimensions: list[se
         open_slots = min(concurrency - len(running), trials - sum(tuning.counts(study).values()) - len(running))
         if deadline is not None and time.monotonic() > deadline:
             open_slots = 0
+        if open_slots <= 0 and not running:
+            return
         for _ in range(max(open_slots, 0)):
             trial = tuning.ask(study)
             params = {d.key: d.suggest(trial) for d in dimensions}
@@ -71,8 +74,8 @@ def _run_trials(study: Any, steps: Steps, config: RunConfig, dimensions: list[se
                 _tell(study, config.model_name, trial.number, None)
                 continue
             running[_submit(steps, study.study_name, trial, trial_config)] = trial.number
-        if not running:
-            return
+        if not running:  # every trial asked for failed before it started: ask again
+            continue
         done = next(as_completed(list(running)))
         done.wait()  # sets the future's final state (as_completed answers when its run has ended)
         _tell(study, config.model_name, running.pop(done), done.state)

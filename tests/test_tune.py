@@ -212,3 +212,11 @@ def test_the_trials_and_the_search_are_artifacts_of_the_flow_run(study):
     assert len(rows) == sum(study["third"]["trials"].values())
     assert {"trial", "state", "value", "epochs", "train.learning_rate", "train.seed"} <= set(rows[0])
     assert latest["multitask-tune-search"].data.startswith("![the search](data:image/png;base64,")
+
+
+def test_values_the_config_refuses_fail_their_trial_and_the_search_goes_on(prefect_server, workspace):
+    """64 and 72 are valid sizes for the default model, the sizes between them are not: the seeded
+    sampler draws 68, 70 and 69, so every trial fails before it trains, and the run still ends."""
+    result = run_tune(tiny_config(DEFAULT_MODEL), "data.image_size=64..72", trials=3)
+    assert result["trials"] == {"complete": 0, "pruned": 0, "failed": 3}
+    assert result["best"] is None and result["config"] is None
