@@ -63,5 +63,5 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo("  no trial completed")
         return
     typer.echo(f"  best: trial {best['trial']}, validation score {best['value']:.4f}, "
-               + ", ".join(f"{k}={v}" for k, v in best["params"].items()))
+               + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in best["params"].items()))
     typer.echo(f"  config: {summary['config']}  (multitask train --config {summary['config']})")

@@ -136,9 +136,15 @@ def tell(study: optuna.Study, number: int, trained: TrainedModelRef | None) -> N
 
 
 def rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One row per trial that ended or runs: number, state, score (a pruned trial's last), epochs, values."""
-    return [{"trial": t.number, "state": t.state.name.lower(), "value": t.value, "epochs": len(t.intermediate_values),
-             **t.params} for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(RETRIED)]
+    """One row per trial that ended or runs: number, state, score (a pruned trial's last), epochs, values;
+    numbers to 4 significant digits, for people."""
+    return [{"trial": t.number, "state": t.state.name.lower(), "value": _rounded(t.value),
+             "epochs": len(t.intermediate_values), **{k: _rounded(v) for k, v in t.params.items()}}
+            for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(RETRIED)]
+
+
+def _rounded(value: Any) -> Any:
+    return float(f"{value:.4g}") if isinstance(value, float) else value
 
 
 def best(study: optuna.Study) -> dict[str, Any] | None:
