@@ -28,7 +28,6 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import optuna
 from quality import DATASETS, RESULTS, dataset_spec, run_command, run_train, seed_script_images_per_second
 
 from multitask import tuning
@@ -39,7 +38,7 @@ SPACE = "train.learning_rate=3e-4..3e-3:log, train.box_loss_weight=3..30, data.i
 def study_trials(home: Path, study: str) -> list[dict]:
     """Each trial of the study that was not retried: number, state, epochs reported and values."""
     os.environ["MULTITASK_HOME"] = str(home)  # where `tuning.storage` looks; the commands get it explicitly
-    trials = optuna.load_study(study_name=study, storage=tuning.storage()).get_trials()
+    trials = tuning.trials(study)
     return [{"trial": t.number, "state": t.state.name.lower(), "epochs": len(t.intermediate_values),
              "values": t.params} for t in trials if not t.user_attrs.get(tuning.RETRIED)]
 

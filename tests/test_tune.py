@@ -95,17 +95,13 @@ def test_only_running_trials_whose_tune_process_is_gone_are_retried(tmp_path, mo
         trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
         trial.set_user_attr(tuning.OWNER, owner)
     assert tuning.retry_dead(study) == 1
-    states = [t.state for t in study.get_trials()]
+    states = [t.state for t in study.gettuning.trials()]
     assert states == [TrialState.RUNNING, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
-    assert study.get_trials()[3].user_attrs[tuning.RETRY_OF] == 1
+    assert study.gettuning.trials()[3].user_attrs[tuning.RETRY_OF] == 1
 
 
 def _config():
     return tiny_config(*STUDY_SETS)
-
-
-def _trials(name):
-    return optuna.load_study(study_name=name, storage=tuning.storage()).get_trials()
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +119,7 @@ def study(prefect_server, module_workspace):
     died = tuning.open_study(name, config.train.seed).ask({"train.learning_rate": optuna.distributions.
                                                             CategoricalDistribution([1e-9, 1e-3])})
     second = run_tune(config, SPACE, trials=6, concurrency=2)
-    before_third = len(_trials(name))
+    before_third = len(tuning.trials(name))
     third = run_tune(config, SPACE, trials=6, concurrency=2)
     out_of_time = run_tune(config, SPACE, trials=8, timeout_minutes=0)
     return {"name": name, "first": first, "died": died.number, "second": second, "third": third,
@@ -132,13 +128,13 @@ def study(prefect_server, module_workspace):
 
 def test_a_trial_that_cannot_learn_is_pruned(study):
     assert study["first"]["trials"] == {"complete": 3, "pruned": 1, "failed": 0}
-    pruned = [t for t in _trials(study["name"])[:4] if t.state == TrialState.PRUNED]
+    pruned = [t for t in tuning.trials(study["name"])[:4] if t.state == TrialState.PRUNED]
     assert [t.params["train.learning_rate"] for t in pruned] == [1e-9]
     assert study["first"]["best"]["params"]["train.learning_rate"] == 1e-3
 
 
 def test_at_most_concurrency_trials_train_at_once_and_they_do_overlap(study):
-    later = [t for t in _trials(study["name"]) if t.number > study["died"]]
+    later = [t for t in tuning.trials(study["name"]) if t.number > study["died"]]
     assert len(later) == 2
     events = sorted([(t.datetime_start, 1) for t in later] + [(t.datetime_complete, -1) for t in later])
     running, most = 0, 0
@@ -149,7 +145,7 @@ def test_at_most_concurrency_trials_train_at_once_and_they_do_overlap(study):
 
 
 def test_a_trial_whose_run_died_is_retried_and_counted_once(study):
-    trials = {t.number: t for t in _trials(study["name"])}
+    trials = {t.number: t for t in tuning.trials(study["name"])}
     died = trials[study["died"]]
     assert died.state == TrialState.FAIL and died.user_attrs[tuning.RETRIED]
     retried = [t for t in trials.values() if t.user_attrs.get(tuning.RETRY_OF) == died.number]
@@ -159,7 +155,7 @@ def test_a_trial_whose_run_died_is_retried_and_counted_once(study):
 
 
 def test_running_a_finished_study_again_or_out_of_time_trains_nothing(study):
-    assert len(_trials(study["name"])) == study["before_third"]
+    assert len(tuning.trials(study["name"])) == study["before_third"]
     assert study["out_of_time"]["trials"] == study["third"]["trials"]  # 8 asked for, none started after 0 minutes
     assert study["third"]["best"] == study["second"]["best"] and study["third"]["trials"] == study["second"]["trials"]
 
@@ -192,7 +188,7 @@ def test_each_ended_trial_is_a_child_run_of_the_studys_run_in_mlflow(study):
     parents = [r for r in runs if r.data.tags[TRIAL_TAG] == "study"]
     children = {int(r.data.tags[TRIAL_TAG]): r for r in runs if r.data.tags[TRIAL_TAG] != "study"}
     assert len(parents) == 1 and all(r.data.tags[PARENT_TAG] == parents[0].info.run_id for r in children.values())
-    ended = {t.number: t for t in _trials(study["name"]) if not t.user_attrs.get(tuning.RETRIED)}
+    ended = {t.number: t for t in tuning.trials(study["name"]) if not t.user_attrs.get(tuning.RETRIED)}
     assert set(children) == set(ended)
     for number, trial in ended.items():
         run = children[number]

@@ -1,6 +1,5 @@
 """tune on Dask: the trials of a study trained in two worker processes at once, against one thread."""
 
-import optuna
 import pytest
 
 from flows.tune import run_tune
@@ -14,7 +13,7 @@ SPACE = "train.learning_rate=1e-4..1e-2:log, train.seed=0..9"
 def _trials(name: str) -> list[tuple]:
     """Each trial's number, state, parameters, score and the scores it reported per epoch, in order."""
     return [(t.number, t.state.name, t.params, t.value, t.intermediate_values)
-            for t in optuna.load_study(study_name=name, storage=tuning.storage()).get_trials()]
+            for t in tuning.trials(name)]
 
 
 @pytest.mark.slow

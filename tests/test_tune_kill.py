@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -19,15 +18,8 @@ SETS = [*TINY, "train.epochs=6", "data.train_size=80"]
 SPACE = "train.learning_rate=1e-4..1e-2:log"
 
 
-def _trials(name: str) -> list[optuna.trial.FrozenTrial]:
-    try:
-        return optuna.load_study(study_name=name, storage=tuning.storage()).get_trials()
-    except KeyError:  # the child has not created the study yet
-        return []
-
-
 def _one_ended_and_one_two_epochs_in(name: str) -> bool:
-    trials = _trials(name)
+    trials = tuning.trials(name)
     return (any(t.state == TrialState.COMPLETE for t in trials)
             and any(t.state == TrialState.RUNNING and len(t.intermediate_values) >= 2 for t in trials))
 
@@ -49,14 +41,14 @@ def test_a_killed_tune_goes_on_where_it_stopped_and_trains_no_ended_trial_again(
     os.killpg(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     assert _one_ended_and_one_two_epochs_in(name), "the child never had a trial done and one two epochs in"
-    ended = next(t for t in _trials(name) if t.state == TrialState.COMPLETE)
+    ended = next(t for t in tuning.trials(name) if t.state == TrialState.COMPLETE)
     histories = {p: p.stat().st_mtime_ns for p in (workspace / "steps" / "train_trial").glob("*/history.json")}
     assert len(histories) == 1
 
     result = run_tune(config, SPACE, trials=3)
 
     assert result["trials"] == {"complete": 3, "pruned": 0, "failed": 0}
-    trials = _trials(name)
+    trials = tuning.trials(name)
     killed = next(t for t in trials if t.user_attrs.get(tuning.RETRIED))
     [retry] = [t for t in trials if t.user_attrs.get(tuning.RETRY_OF) == killed.number]
     assert retry.params == killed.params and min(retry.intermediate_values) > 1  # resumed, not from epoch 1

@@ -63,6 +63,14 @@ def open_study(name: str, seed: int) -> optuna.Study:
     return study
 
 
+def trials(name: str) -> list[optuna.trial.FrozenTrial]:
+    """The trials of the study `name`, in order; none while it does not exist."""
+    try:
+        return optuna.load_study(study_name=name, storage=storage()).get_trials()
+    except KeyError:
+        return []
+
+
 def ask(study: optuna.Study) -> optuna.trial.Trial:
     """A new trial, marked as this process's (see `retry_dead`)."""
     trial = study.ask()
