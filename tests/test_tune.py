@@ -95,9 +95,9 @@ def test_only_running_trials_whose_tune_process_is_gone_are_retried(tmp_path, mo
         trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
         trial.set_user_attr(tuning.OWNER, owner)
     assert tuning.retry_dead(study) == 1
-    states = [t.state for t in study.gettuning.trials()]
+    states = [t.state for t in study.get_trials()]
     assert states == [TrialState.RUNNING, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
-    assert study.gettuning.trials()[3].user_attrs[tuning.RETRY_OF] == 1
+    assert study.get_trials()[3].user_attrs[tuning.RETRY_OF] == 1
 
 
 def _config():
