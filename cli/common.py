@@ -119,8 +119,8 @@ def run_flow(flow: Any, **parameters: Any) -> Any:
 def drain_prefect(timeout: float = DRAIN_SECONDS) -> None:
     """Send Prefect's queued events and API logs now, within `timeout`, while the interpreter is whole.
 
-    Prefect otherwise sends them from an exit hook that waits with no time limit; its events worker
-    was seen to die in that hook (its error logging failed to import a setting), and the command hung
+    Prefect otherwise sends them from an exit hook that waits with no time limit: a worker that died
+    (as its threads did when TensorFlow Datasets was imported mid-flow, see `tasks`) hung the command
     after its work was done. `EventsWorker.drain_all` stops and drains every Prefect queue service, the
     log worker's too (they share one registry); a later flow in the same process starts new ones."""
     from prefect.events.worker import EventsWorker

@@ -95,3 +95,33 @@ def test_concurrent_runs_same_config_share_one_training_others_get_their_own(pre
     assert versions() == sorted({same_a["version"], other["version"]}, key=int)
     for version in versions():
         assert registry.load_model(f"multitask-shapes/{version}").output_names
+
+
+LAZY_IMPORT_WINDOWS = """
+import json
+import tasks  # what a command, a worker's flow-run process or a Dask worker loads before its flow starts
+from etils import epy
+
+opened = []
+real = epy.lazy_imports
+
+def recording(*args, **kwargs):
+    opened.append(1)
+    return real(*args, **kwargs)
+
+epy.lazy_imports = recording
+# what the library's data, prediction and registry modules import mid-flow, Prefect's threads running
+import tensorflow_datasets
+from tensorflow_datasets.core import dataset_builder
+dataset_builder.dataset_metadata.DatasetMetadata  # what a catalog builder reads when it starts
+print(json.dumps(len(opened)))
+"""
+
+
+def test_no_import_swaps_builtins_import_once_a_flow_could_be_running():
+    """TensorFlow Datasets replaces `builtins.__import__` process-wide while it imports: an import in
+    a Prefect thread in that window fails. After `tasks` loads, no such window opens again."""
+    done = subprocess.run([sys.executable, "-c", LAZY_IMPORT_WINDOWS], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == 0

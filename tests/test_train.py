@@ -15,6 +15,7 @@ import pytest
 
 from multitask import callbacks
 from multitask import train as train_module
+from multitask.errors import UserError
 from multitask.model import load
 from multitask.pipeline import make_dataset
 from multitask.train import read_history
@@ -97,6 +98,48 @@ def test_rerun_after_a_crash_resumes_from_the_last_epoch_and_keeps_the_dwa_state
         pytest.approx([row[k] for k in numbers], rel=1e-5) for row in straight]
     assert resumed.epochs == 3 and resumed.is_intact()
     assert not (run_dir / "backup").exists()  # cleaned once training finished
+
+
+def test_a_crash_while_the_backup_is_written_resumes_from_the_epoch_before(inputs, straight_run, tmp_path,
+                                                                          monkeypatch):
+    """Killed while epoch 2's backup is being written: the retry resumes after epoch 1 (Keras alone
+    leaves a half-written weights file there that no retry can open)."""
+    model_ref, snapshot, _ = inputs
+    trained, train_cfg, _, _ = straight_run
+    real_save = keras.Model.save_weights
+    saves = []
+
+    def dies_in_second_save(self, filepath, *args, **kwargs):
+        saves.append(filepath)
+        real_save(self, filepath, *args, **kwargs)
+        if len(saves) == 2:
+            Path(filepath).write_bytes(Path(filepath).read_bytes()[:1000])
+            raise OSError("simulated kill mid-write")
+
+    monkeypatch.setattr(keras.Model, "save_weights", dies_in_second_save)
+    run_dir = tmp_path / "run"
+    with pytest.raises(OSError, match="simulated kill"):
+        train_module.train(model_ref, snapshot, train_cfg, run_dir)
+    first_epochs = json.loads((run_dir / "epochs.json").read_text())
+    assert sorted(first_epochs) == ["1", "2"]
+    assert sorted(p.name for p in (run_dir / "backup").iterdir()) == ["latest.weights.h5", "training_metadata.json"]
+
+    monkeypatch.setattr(keras.Model, "save_weights", real_save)
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        resumed = train_module.train(model_ref, snapshot, train_cfg, run_dir)
+    assert [line.split()[1] for line in printed.getvalue().splitlines() if line.startswith("Epoch ")] == ["2/3", "3/3"]
+    history = read_history(resumed.history_path)
+    assert history[0]["train_seconds"] == first_epochs["1"]["train_seconds"]  # epoch 1 was not run again
+    straight = read_history(trained.history_path)
+    assert [row["loss"] for row in history] == pytest.approx([row["loss"] for row in straight], rel=1e-5)
+
+
+def test_an_unreadable_backup_is_one_clear_error(inputs, tmp_path):
+    model_ref, snapshot, cfg = inputs
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "latest.weights.h5").write_bytes(b"not a weights file")
+    with pytest.raises(UserError, match=f"delete the run folder {tmp_path}"):
+        train_module.train(model_ref, snapshot, cfg.train.model_copy(update={"epochs": 2}), tmp_path)
 
 
 def test_diverging_loss_fails_the_run(inputs, tmp_path):

@@ -19,8 +19,10 @@ from typing import Any
 
 
 def _temp_sibling(path: Path) -> Path:
-    """A hidden name beside `path` with the same suffix (Keras saves only to `*.keras`)."""
-    return path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
+    """A hidden name beside `path` with the same suffixes (Keras saves models only to `*.keras`,
+    weights only to `*.weights.h5`)."""
+    stem, dot, suffixes = path.name.partition(".")
+    return path.with_name(f".{stem}.tmp-{uuid.uuid4().hex[:8]}{dot}{suffixes}")
 
 
 def sync_file(path: Path) -> None:

@@ -21,6 +21,7 @@ import tensorflow as tf
 from multitask import atomic
 from multitask.augment import Augmentation
 from multitask.backbones import BACKBONE_LAYER, BACKBONES
+from multitask.backup import Backup
 from multitask.callbacks import (
     MAX_EPOCHS,
     SCORE,
@@ -79,7 +80,7 @@ def _callbacks(cfg: TrainConfig, run_dir: Path, log: EpochLog, budget: Stopping,
     if averaged:
         callbacks.append(averaged.swap_back())
     # Last, so an epoch counts as done only after the other callbacks have seen it.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run_dir / backup)))
+    callbacks.append(Backup(run_dir / backup))
     return callbacks
 
 
