@@ -32,6 +32,7 @@ from cli.common import (
 from multitask.compare import VARIANTS, check_variants
 from multitask.errors import UserError
 from multitask.records import SUMMARY_METRICS
+from multitask.slices import slice_rows, with_interval
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
                   help="Multi-task (class + box) Keras models as cached Prefect flows with an MLflow registry.")
@@ -166,6 +167,10 @@ def evaluate_command(
         print_json(summary)
         return
     typer.echo(f"{model} on {dataset} (test): " + "  ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items()))
+    for row in slice_rows(summary["slices"]):
+        if row["count"]:
+            typer.echo(f"  {row['slice']:<24} n={row['count']:<5} accuracy {with_interval(row, 'accuracy')}  "
+                       f"mean_iou {with_interval(row, 'mean_iou')}")
 
 
 def main() -> None:

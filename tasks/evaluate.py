@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from multitask.config import EvaluateConfig
 from multitask.records import EvalReport, SnapshotRef, TrainedModelRef
+from multitask.slices import SLICE_METRICS, slice_rows, with_interval
 from tasks.caching import output_dir
 from tasks.pictures import inline_png
 
@@ -20,14 +21,26 @@ def _summary(report: EvalReport, trained: TrainedModelRef) -> str:
         f"losses: total {m['loss']:.4f}, label {m['label_loss']:.4f}, box {m['box_loss']:.4f}",
         f"training: {trained.epochs} epochs (best {trained.best_epoch}), "
         f"{trained.train_seconds:.1f} s, {trained.images_per_second:.0f} images/s",
+        *_slices(report),
         *_pictures(report),
         "files: " + ", ".join(f"`{path}`" for path in report.files),
     ])
 
 
+def _slices(report: EvalReport) -> list[str]:
+    """The slice table: each head per class and per object size, with 95% intervals."""
+    rows = [row for row in slice_rows(report.slices) if row["count"]]
+    if not rows:
+        return []
+    cells = [[row["slice"], str(row["count"]), *(with_interval(row, m) for m in SLICE_METRICS.values())]
+             for row in rows]
+    return ["## Slices (95% intervals)", "| slice | images | accuracy | mean IoU |", "|---|---|---|---|",
+            *("| " + " | ".join(line) + " |" for line in cells)]
+
+
 def _pictures(report: EvalReport) -> list[str]:
     shown = {"Training curves": report.curves_path, "Predictions on test images": report.predictions_path,
-             "Confusion matrix": report.confusion_path}
+             "Confusion matrix": report.confusion_path, "Slices": report.slices_path}
     return [f"## {title}\n\n{inline_png(path, title)}" for title, path in shown.items() if path]
 
 

@@ -57,7 +57,8 @@ def apply_gate(challenger: ModelVersion, challenger_report: EvalReport, champion
     if champion is not None and classes_differ is not None:
         decision = not_comparable(challenger_report.metrics, champion.version, classes_differ)
     else:
-        decision = decide(challenger_report.metrics, champion_report.metrics if champion_report else None, gate)
+        decision = decide(challenger_report.metrics, champion_report.metrics if champion_report else None, gate,
+                          challenger_report.slices, champion_report.slices if champion_report else None)
     judged = champion.version if champion else None
     with one_at_a_time("promote", challenger.name):
         current = registry.champion(challenger.name)

@@ -54,6 +54,10 @@ def test_first_run_trains_evaluates_and_registers(baseline):
     for i, name in enumerate(written["confusion_matrix"]["classes"]):
         expected = counts[i][i] / sum(counts[i]) if sum(counts[i]) else None
         assert written["per_class_accuracy"][name] == (pytest.approx(expected) if expected is not None else None)
+        assert written["slices"]["class"][name]["accuracy"] == written["per_class_accuracy"][name]
+        assert written["slices"]["class"][name]["count"] == sum(counts[i])
+    assert sum(row["count"] for row in written["slices"]["size"].values()) == 10
+    assert "slices.png" in report_files
 
     version = registry.client().get_model_version("multitask-shapes", "1")
     assert {"data_fingerprint", "config_fingerprint", "code_fingerprint", "prefect_flow_run_id",
@@ -68,8 +72,9 @@ def test_metrics_artifacts_are_published(baseline):
         latest = {artifact.key: artifact for artifact in client.read_latest_artifacts()}
     assert {"test-metrics", "evaluation-summary", "training-progress", "mlflow-run"} <= set(latest)
     summary = latest["evaluation-summary"].data
-    # curves, predictions and confusion matrix as pictures in place, not paths; small enough to load
-    assert summary.count("](data:image/png;base64,") == 3 and len(summary) < 600_000
+    # curves, predictions, confusion matrix and slices as pictures in place, not paths; small enough to load
+    assert summary.count("](data:image/png;base64,") == 4 and len(summary) < 600_000
+    assert "| class " in summary and "| size " in summary  # the slice table
     assert float(latest["training-progress"].data) == 100.0
     run_id = registry.resolve(f"{baseline['model']}/{baseline['version']}").run_id
     assert f"/runs/{run_id}" in latest["mlflow-run"].data
@@ -83,7 +88,7 @@ def test_rerun_is_all_cached_registers_nothing_and_imports_neither_tensorflow_no
     code = ("import json, sys; from multitask.config import RunConfig; from flows.train import train_flow; "
             f"result = train_flow(config=RunConfig.model_validate_json({default_config().model_dump_json()!r})); "
             "print(json.dumps({'steps': result['steps'], 'version': result['version'], "
-            "'imported': sorted({'tensorflow', 'keras', 'tensorflow_datasets', 'mlflow'} & set(sys.modules))}))")
+            "'imported': sorted({'tensorflow', 'keras', 'mlflow'} & set(sys.modules))}))")
     env = {**os.environ, "MULTITASK_HOME": str(module_workspace), "PREFECT_API_URL": PREFECT_API_URL.value()}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=240)
@@ -91,7 +96,7 @@ def test_rerun_is_all_cached_registers_nothing_and_imports_neither_tensorflow_no
     again = json.loads(done.stdout.strip().splitlines()[-1])
     assert again["steps"] == {step: "Cached" for step in ALL_STEPS}
     assert again["version"] == baseline["version"] and versions() == before
-    assert again["imported"] == []
+    assert again["imported"] == []  # TensorFlow Datasets is (`tasks` loads it), without TensorFlow
 
 
 def test_training_change_reruns_training_onward(baseline):

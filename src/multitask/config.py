@@ -177,6 +177,18 @@ class EvaluateConfig(Section):
 
     batch_size: int = Field(128, ge=1, description="Images per evaluation step.")
     grid_size: int = Field(4, ge=1, le=10, description="The prediction PNG shows grid_size^2 test images.")
+    small_area: float = Field(32.0 ** 2, gt=0, description="Objects whose true box covers fewer pixels of the "
+                              "original image are the `small` slice (COCO's 32 x 32).")
+    large_area: float = Field(96.0 ** 2, gt=0, description="Objects whose true box covers at least this many "
+                              "pixels of the original image are the `large` slice (COCO's 96 x 96); between "
+                              "the two, `medium`.")
+
+    @model_validator(mode="after")
+    def _sizes_in_order(self) -> EvaluateConfig:
+        if self.large_area <= self.small_area:
+            raise ValueError(f"evaluate.large_area ({self.large_area}) must be above evaluate.small_area "
+                             f"({self.small_area})")
+        return self
 
 
 class RegistryConfig(Section):
@@ -210,6 +222,12 @@ class GateConfig(Section):
     min_accuracy: float = Field(0.8, ge=0, le=1, description="Floor for the label head's test accuracy.")
     min_mean_iou: float = Field(0.6, ge=0, le=1, description="Floor for the box head's test mean IoU.")
     tolerance: float = Field(0.01, ge=0, le=1, description="Most a head may lose to the champion.")
+    slice_tolerance: float | None = Field(
+        None, ge=0, le=1, description="Most a head may lose to the champion on any one slice (a class, an object "
+        "size) with at least `min_slice_count` test images; unset, slices are not judged. 0.05 is a sound value: "
+        "at 100 images of a slice, a 95% interval of accuracy is about +-0.05 wide.")
+    min_slice_count: int = Field(30, ge=1, description="Test images a slice needs for `slice_tolerance` to "
+                                 "judge it: on fewer, one image moves its numbers by more than the tolerance.")
 
 
 class ServeConfig(Section):

@@ -1,4 +1,5 @@
-"""evaluate(): test-split metrics, per-class accuracy and the confusion matrix, and the figures that show them."""
+"""evaluate(): test-split metrics, per-class accuracy, the confusion matrix, the metrics per slice
+(`slices`), and the figures that show them."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import numpy as np
 from multitask import atomic
 from multitask.config import EvaluateConfig
 from multitask.fingerprint import hash_file
+from multitask.metrics import box_iou_numpy
 from multitask.model import load
-from multitask.pipeline import make_dataset
-from multitask.plots import plot_confusion, plot_curves, plot_predictions
+from multitask.pipeline import load_split, make_dataset, pixel_boxes
+from multitask.plots import plot_confusion, plot_curves, plot_predictions, plot_slices
 from multitask.records import HEAD_METRICS, EvalReport, SnapshotRef
+from multitask.slices import box_areas, size_of, slice_metrics
 from multitask.train import read_history
 
 # Keras log name -> our metric name (the JSON contract of `multitask train --json`).
@@ -42,8 +45,9 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     metrics = metrics_from_predictions(model, truth, predicted)
     counts = confusion_matrix(truth["label"], np.argmax(predicted["label"], axis=-1), len(snapshot.class_names))
     per_class = per_class_accuracy(counts, snapshot.class_names)
+    slices = test_slices(truth, predicted, snapshot, cfg)
     metrics_path = atomic.write_json(out_dir / "metrics.json", {
-        **metrics, "per_class_accuracy": per_class,
+        **metrics, "per_class_accuracy": per_class, "slices": slices,
         "confusion_matrix": {"classes": snapshot.class_names, "counts": counts.tolist()},
     })
     curves = None
@@ -52,9 +56,22 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     predictions = plot_predictions(predicted, snapshot, cfg.grid_size, out_dir / "predictions.png")
     confusion = plot_confusion(counts, snapshot.class_names, out_dir / "confusion.png")
     return EvalReport(
-        metrics=metrics, per_class_accuracy=per_class, metrics_path=str(metrics_path), curves_path=curves,
-        predictions_path=str(predictions), confusion_path=str(confusion), fingerprint=hash_file(metrics_path),
+        metrics=metrics, per_class_accuracy=per_class, slices=slices, metrics_path=str(metrics_path),
+        curves_path=curves, predictions_path=str(predictions), confusion_path=str(confusion),
+        slices_path=str(plot_slices(slices, out_dir / "slices.png")), fingerprint=hash_file(metrics_path),
     )
+
+
+def test_slices(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], snapshot: SnapshotRef,
+                cfg: EvaluateConfig) -> dict[str, dict[str, dict]]:
+    """Both heads per class and per object size (`multitask.slices`); sizes are the true boxes'
+    areas in their original images, which the snapshot keeps the sizes of."""
+    original = np.concatenate([batch.numpy() for batch in
+                               load_split(snapshot, "test").map(lambda ex: ex["original_size"]).batch(1024)])
+    areas = box_areas(pixel_boxes(truth["box"], original, snapshot.image_size, snapshot.resize).numpy())
+    correct = np.argmax(predicted["label"], axis=-1) == truth["label"]
+    return slice_metrics(correct, box_iou_numpy(truth["box"], predicted["box"]), truth["label"],
+                         snapshot.class_names, size_of(areas, cfg.small_area, cfg.large_area))
 
 
 def metrics_from_predictions(model: keras.Model, truth: dict[str, np.ndarray],

@@ -2,8 +2,11 @@
 
 Per head (TFX calls this a "blessing"): the label head is judged by accuracy, the box head
 by mean IoU. The challenger must meet both absolute floors; with a champion, it may lose at
-most `tolerance` on either head and must beat the champion on at least one. Models trained on
-different class names are never compared: their accuracies do not measure the same thing.
+most `tolerance` on either head and must beat the champion on at least one. With
+`slice_tolerance` set, it may also lose at most that on any slice (a class, an object size) with
+at least `min_slice_count` test images: winning on average by failing one class keeps it out.
+Models trained on different class names are never compared: their accuracies do not measure the
+same thing.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from pydantic import BaseModel
 
 from multitask.config import GateConfig
 from multitask.records import HEAD_METRICS
+from multitask.slices import SLICE_METRICS
 
 HEADS = HEAD_METRICS
 
@@ -65,8 +69,29 @@ def _name(version: str | None) -> str:
     return f"v{version}" if version else "no champion"
 
 
-def decide(challenger: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig) -> Decision:
-    """Compare test metrics (`accuracy`, `mean_iou`) of a challenger and the current champion."""
+def slices_lost(challenger: dict[str, dict[str, dict]], champion: dict[str, dict[str, dict]],
+                cfg: GateConfig) -> list[str]:
+    """`slice star: mean_iou 0.6200 < champion 0.7900 - 0.05` for each slice and head the challenger
+    loses by more than `cfg.slice_tolerance`, among slices both have `cfg.min_slice_count` images of."""
+    if cfg.slice_tolerance is None:
+        return []
+    lost = []
+    for kind, rows in challenger.items():
+        for name, ours in rows.items():
+            theirs = champion.get(kind, {}).get(name)
+            if theirs is None or min(ours["count"], theirs["count"]) < cfg.min_slice_count:
+                continue
+            label = name if kind == "class" else f"{name} objects"
+            lost += [f"slice {label}: {metric} {ours[metric]:.4f} < champion {theirs[metric]:.4f} - "
+                     f"{cfg.slice_tolerance}" for metric in SLICE_METRICS.values()
+                     if ours[metric] < theirs[metric] - cfg.slice_tolerance]
+    return lost
+
+
+def decide(challenger: dict[str, float], champion: dict[str, float] | None, cfg: GateConfig,
+           challenger_slices: dict | None = None, champion_slices: dict | None = None) -> Decision:
+    """Compare test metrics (`accuracy`, `mean_iou`) of a challenger and the current champion, and
+    their slices (`multitask.slices`) when `cfg.slice_tolerance` is set."""
     scores = {head: challenger[metric] for head, metric in HEADS.items()}
     floors = {"label": cfg.min_accuracy, "box": cfg.min_mean_iou}
     below = [f"{head} {HEADS[head]} {scores[head]:.4f} < floor {floors[head]}"
@@ -85,6 +110,9 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, cfg:
              for head in HEADS if deltas[head] < -cfg.tolerance]
     if worse:
         return result(False, "loses to the champion on " + "; ".join(worse), deltas)
+    lost = slices_lost(challenger_slices or {}, champion_slices or {}, cfg)
+    if lost:
+        return result(False, "; ".join(lost), deltas)
     better = [f"{head} {HEADS[head]} {deltas[head]:+.4f}" for head in HEADS if deltas[head] > 0]
     if not better:
         return result(False, "does not beat the champion on any head", deltas)

@@ -65,7 +65,8 @@ def box_to_pixels(box, height: int, width: int, size: int, policy: str = "stretc
 
 
 def resize_example(example: dict, image_size: int, policy: str = "stretch") -> dict:
-    """-> {"image": uint8[S, S, 3], "label": int32, "box": float32[4], "filename": string}.
+    """-> {"image": uint8[S, S, 3], "label": int32, "box": float32[4], "filename": string,
+    "original_size": int32[2]} (the image's height and width before resizing: object sizes, data drift).
 
     Stretching keeps relative box coordinates unchanged; letterboxing shifts and scales them.
     """
@@ -79,6 +80,7 @@ def resize_example(example: dict, image_size: int, policy: str = "stretch") -> d
         "label": tf.cast(example["label"], tf.int32),
         "box": box,
         "filename": example["filename"],
+        "original_size": tf.shape(example["image"], out_type=tf.int32)[:2],
     }
 
 

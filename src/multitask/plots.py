@@ -1,5 +1,5 @@
-"""Figures of an evaluation (training curves, a grid of test predictions, the confusion matrix) and
-of a tuning study (the search).
+"""Figures of an evaluation (training curves, a grid of test predictions, the confusion matrix, the
+metrics per slice) and of a tuning study (the search).
 
 matplotlib's `Figure`, not pyplot: no GUI backend, safe in worker threads.
 """
@@ -15,6 +15,7 @@ from matplotlib.patches import Rectangle
 from multitask import atomic
 from multitask.pipeline import load_split
 from multitask.records import SnapshotRef
+from multitask.slices import SLICE_METRICS, slice_rows
 
 _NAMED_TICKS = 30  # more classes than this: the confusion matrix shows no tick labels
 
@@ -81,6 +82,23 @@ def plot_confusion(counts: np.ndarray, class_names: list[str], path: Path) -> Pa
             if n:
                 ax.text(j, i, str(n), ha="center", va="center", fontsize=7,
                         color="white" if shares[i, j] > 0.5 else "black")
+    return atomic.write_png(path, fig)
+
+
+def plot_slices(slices: dict[str, dict[str, dict]], path: Path) -> Path:
+    """Accuracy and mean IoU of every slice with images, with their 95% intervals and counts."""
+    rows = [row for row in slice_rows(slices) if row["count"]]
+    fig = Figure(figsize=(11, 1.2 + 0.28 * len(rows)))
+    for ax, metric in zip(fig.subplots(1, 2, sharey=True), SLICE_METRICS.values()):
+        values = np.array([row[metric] for row in rows])
+        low, high = (np.array([row[f"{metric}_interval"][i] for row in rows]) for i in (0, 1))
+        ax.barh(range(len(rows)), values, xerr=[values - low, high - values], color="tab:blue", alpha=0.7,
+                error_kw={"ecolor": "black", "capsize": 2})
+        ax.set_xlim(0, 1.08)
+        ax.set_title(f"{metric} (95% interval)")
+        ax.grid(axis="x", alpha=0.3)
+    ax.set_yticks(range(len(rows)), [f"{row['slice']} (n={row['count']})" for row in rows])
+    ax.invert_yaxis()
     return atomic.write_png(path, fig)
 
 

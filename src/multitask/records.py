@@ -111,14 +111,16 @@ class EvalReport(Record):
 
     metrics: dict[str, float]
     per_class_accuracy: dict[str, float | None] = {}  # None: no test image of that class
+    slices: dict[str, dict[str, dict]] = {}  # `multitask.slices.slice_metrics`
     metrics_path: str
     curves_path: str | None  # None for a model without training history
     predictions_path: str
     confusion_path: str | None = None
+    slices_path: str | None = None
 
     @property
     def files(self) -> list[Path]:
-        paths = (self.metrics_path, self.curves_path, self.predictions_path, self.confusion_path)
+        paths = (self.metrics_path, self.curves_path, self.predictions_path, self.confusion_path, self.slices_path)
         return [Path(p) for p in paths if p]
 
     def is_intact(self) -> bool:
