@@ -29,6 +29,7 @@ from cli.common import (
     run_config,
     run_flow,
 )
+from multitask.calibration import calibration_line
 from multitask.compare import VARIANTS, check_variants
 from multitask.errors import UserError
 from multitask.records import SUMMARY_METRICS
@@ -167,6 +168,7 @@ def evaluate_command(
         print_json(summary)
         return
     typer.echo(f"{model} on {dataset} (test): " + "  ".join(f"{k} {v:.4f}" for k, v in summary["metrics"].items()))
+    typer.echo(calibration_line(summary["calibration"]))
     for row in slice_rows(summary["slices"]):
         if row["count"]:
             typer.echo(f"  {row['slice']:<24} n={row['count']:<5} accuracy {with_interval(row, 'accuracy')}  "

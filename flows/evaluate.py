@@ -30,4 +30,4 @@ def evaluate_flow(model: str, config: RunConfig = RunConfig()) -> dict[str, Any]
         raise UserError(f"cannot evaluate {model} on {config.data.dataset}: the model was {difference}")
     report = steps.run(evaluate_registered, version=version, snapshot=snapshot, evaluate_config=config.evaluate)
     return {"model": model, "version": version.version, "dataset": config.data.dataset, "metrics": report.metrics,
-            "slices": report.slices, "steps": steps.states}
+            "slices": report.slices, "calibration": report.calibration, "steps": steps.states}

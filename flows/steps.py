@@ -10,7 +10,7 @@ from multitask.config import RunConfig
 from tasks.caching import in_workspace
 from tasks.data import build_snapshot, prepare_dataset, validate_dataset
 from tasks.evaluate import evaluate_model
-from tasks.model import build_model, train_model
+from tasks.model import build_model, calibrate_model, train_model
 
 
 class Steps:
@@ -46,9 +46,11 @@ class Steps:
         return dataset, snapshot
 
     def train_and_evaluate(self, config: RunConfig, dataset, snapshot):
-        """build -> train -> evaluate; returns (trained, report)."""
+        """build -> train -> (calibrate) -> evaluate; returns (trained, report)."""
         initial = self.run(build_model, model=config.model, num_classes=dataset.num_classes,
                            image_size=snapshot.image_size)
         trained = self.run(train_model, model=initial, snapshot=snapshot, train_config=config.train)
+        if config.evaluate.calibrate:
+            trained = self.run(calibrate_model, trained=trained, snapshot=snapshot, evaluate_config=config.evaluate)
         report = self.run(evaluate_model, trained=trained, snapshot=snapshot, evaluate_config=config.evaluate)
         return trained, report

@@ -1,11 +1,11 @@
-"""Model steps: build the initial model, then train it (resumable)."""
+"""Model steps: build the initial model, train it (resumable), calibrate its scores."""
 
 from __future__ import annotations
 
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
-from multitask.config import ModelConfig, TrainConfig
+from multitask.config import EvaluateConfig, ModelConfig, TrainConfig
 from multitask.records import ModelRef, SnapshotRef, TrainedModelRef
 from tasks import retries
 from tasks.caching import output_dir
@@ -33,3 +33,13 @@ def train_model(model: ModelRef, snapshot: SnapshotRef, train_config: TrainConfi
                     on_progress=lambda percent: update_progress_artifact(progress, percent))
     update_progress_artifact(progress, 100.0)  # also when it stopped early, on a plateau
     return trained
+
+
+@task(name="calibrate_model", result_serializer="json", **retries.IO)
+def calibrate_model(trained: TrainedModelRef, snapshot: SnapshotRef,
+                    evaluate_config: EvaluateConfig) -> TrainedModelRef:
+    """The trained model with its label scores calibrated on the validation split (`evaluate.calibrate`)."""
+    from multitask.calibration import calibrate
+
+    out = output_dir("calibrate_model", trained=trained, snapshot=snapshot, batch_size=evaluate_config.batch_size)
+    return calibrate(trained, snapshot, evaluate_config.batch_size, out)

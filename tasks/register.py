@@ -20,7 +20,8 @@ def register_model(trained: TrainedModelRef, report: EvalReport, dataset: Datase
             "num_classes": str(dataset.num_classes), "prefect_flow_run_id": str(runtime.flow_run.id or "")}
     # + the model's input size; the served model refuses images over the pixel limit training had
     preprocessing = {"class_names": dataset.class_names, "resize": config.data.resize,
-                     "max_pixels": config.data.max_pixels}
+                     "max_pixels": config.data.max_pixels,
+                     **({"temperature": trained.temperature} if trained.temperature is not None else {})}
     if first_is_champion:  # "champion unless there is one" is a promotion: one at a time
         with one_at_a_time("promote", config.model_name):
             version = registry.register(trained, report, config, tags, preprocessing, first_is_champion)

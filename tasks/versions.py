@@ -30,5 +30,5 @@ def evaluate_registered(version: ModelVersion, snapshot: SnapshotRef, evaluate_c
     from multitask.evaluate import evaluate
 
     out = output_dir("evaluate_registered", version=version, snapshot=snapshot, evaluate_config=evaluate_config)
-    path, _ = registry.fetch(f"{version.name}/{version.version}", out / "model")
-    return evaluate(str(path), snapshot, evaluate_config, out)
+    path, preprocessing = registry.fetch(f"{version.name}/{version.version}", out / "model")
+    return evaluate(str(path), snapshot, evaluate_config, out, temperature=preprocessing.get("temperature"))

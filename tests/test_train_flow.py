@@ -11,12 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from flows.data import data_flow
 from flows.train import train_flow
 from multitask import fingerprint, registry
+from multitask.calibration import rescaled
 from multitask.datasets import catalog
 from multitask.errors import DataError
 from multitask.weighting import WeightedMultiTask
@@ -97,6 +99,21 @@ def test_rerun_is_all_cached_registers_nothing_and_imports_neither_tensorflow_no
     assert again["steps"] == {step: "Cached" for step in ALL_STEPS}
     assert again["version"] == baseline["version"] and versions() == before
     assert again["imported"] == []  # TensorFlow Datasets is (`tasks` loads it), without TensorFlow
+
+
+def test_calibrated_training_registers_the_calibrated_model(baseline):
+    """`evaluate.calibrate`: the trained model (cached) gets a temperature; the version registered is
+    the calibrated model, so whatever loads it (predict, serve, exports) gives calibrated scores."""
+    calibrated = train_flow(config=default_config("evaluate.calibrate=true"))
+    assert calibrated["steps"]["train_model"] == "Cached" and calibrated["steps"]["calibrate_model"] == "Completed"
+    assert calibrated["version"] != baseline["version"]  # another model: a new version, not "unchanged"
+    model, metadata = registry.load_registered(f"multitask-shapes/{calibrated['version']}")
+    first, first_metadata = registry.load_registered(f"multitask-shapes/{baseline['version']}")
+    assert "temperature" not in first_metadata and metadata["temperature"] > 0
+    images = np.random.default_rng(0).random((4, *model.input_shape[1:]), dtype=np.float32)
+    ours, theirs = model.predict_on_batch(images), first.predict_on_batch(images)
+    np.testing.assert_allclose(ours["label"], rescaled(theirs["label"], metadata["temperature"]), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ours["box"], theirs["box"], rtol=1e-6)
 
 
 def test_training_change_reruns_training_onward(baseline):

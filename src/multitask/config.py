@@ -183,6 +183,10 @@ class EvaluateConfig(Section):
                               "pixels of the original image are the `large` slice (COCO's 96 x 96); between "
                               "the two, `medium`.")
 
+    calibrate: bool = Field(False, description="Fit a temperature for the label head's scores on the validation "
+                            "split after training (`multitask.calibration`) and register the calibrated model: "
+                            "the predicted classes stay, the scores say how often they are right.")
+
     @model_validator(mode="after")
     def _sizes_in_order(self) -> EvaluateConfig:
         if self.large_area <= self.small_area:

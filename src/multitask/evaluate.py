@@ -9,12 +9,13 @@ import keras
 import numpy as np
 
 from multitask import atomic
+from multitask.calibration import expected_calibration_error, reliability_bins, rescaled
 from multitask.config import EvaluateConfig
 from multitask.fingerprint import hash_file
 from multitask.metrics import box_iou_numpy
 from multitask.model import load
 from multitask.pipeline import load_split, make_dataset, pixel_boxes
-from multitask.plots import plot_confusion, plot_curves, plot_predictions, plot_slices
+from multitask.plots import plot_confusion, plot_curves, plot_predictions, plot_reliability, plot_slices
 from multitask.records import HEAD_METRICS, EvalReport, SnapshotRef
 from multitask.slices import box_areas, size_of, slice_metrics
 from multitask.train import read_history
@@ -28,11 +29,12 @@ METRIC_NAMES = {
 
 
 def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_dir: Path,
-             history_path: str | None = None) -> EvalReport:
+             history_path: str | None = None, temperature: float | None = None) -> EvalReport:
     """Evaluate a `.keras` model on the test split and write the report files to `out_dir`.
 
     The training-curves PNG needs the training history; a registered model fetched from
     the registry (a champion) has none, so it gets the metrics and the predictions grid.
+    `temperature`: the one the model was calibrated with, to report its ECE before and after.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load(model_path)
@@ -46,9 +48,11 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     counts = confusion_matrix(truth["label"], np.argmax(predicted["label"], axis=-1), len(snapshot.class_names))
     per_class = per_class_accuracy(counts, snapshot.class_names)
     slices = test_slices(truth, predicted, snapshot, cfg)
+    calibration = label_calibration(predicted["label"], truth["label"], temperature)
+    bins = reliability_bins(predicted["label"], truth["label"])
     metrics_path = atomic.write_json(out_dir / "metrics.json", {
-        **metrics, "per_class_accuracy": per_class, "slices": slices,
-        "confusion_matrix": {"classes": snapshot.class_names, "counts": counts.tolist()},
+        **metrics, "per_class_accuracy": per_class, "slices": slices, "calibration": calibration,
+        "reliability": bins, "confusion_matrix": {"classes": snapshot.class_names, "counts": counts.tolist()},
     })
     curves = None
     if history_path is not None:
@@ -58,8 +62,20 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     return EvalReport(
         metrics=metrics, per_class_accuracy=per_class, slices=slices, metrics_path=str(metrics_path),
         curves_path=curves, predictions_path=str(predictions), confusion_path=str(confusion),
-        slices_path=str(plot_slices(slices, out_dir / "slices.png")), fingerprint=hash_file(metrics_path),
+        slices_path=str(plot_slices(slices, out_dir / "slices.png")), calibration=calibration,
+        reliability_path=str(plot_reliability(bins, calibration["ece"], out_dir / "reliability.png")),
+        fingerprint=hash_file(metrics_path),
     )
+
+
+def label_calibration(probs: np.ndarray, labels: np.ndarray, temperature: float | None) -> dict[str, float]:
+    """`ece` of the label scores; with the `temperature` they were calibrated with, also that
+    temperature and the ECE the scores had before it (`multitask.calibration`)."""
+    found = {"ece": expected_calibration_error(probs, labels)}
+    if temperature is None:
+        return found
+    return {**found, "temperature": temperature,
+            "ece_uncalibrated": expected_calibration_error(rescaled(probs, 1 / temperature), labels)}
 
 
 def test_slices(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], snapshot: SnapshotRef,

@@ -1,5 +1,5 @@
 """Figures of an evaluation (training curves, a grid of test predictions, the confusion matrix, the
-metrics per slice) and of a tuning study (the search).
+metrics per slice, the reliability diagram) and of a tuning study (the search).
 
 matplotlib's `Figure`, not pyplot: no GUI backend, safe in worker threads.
 """
@@ -99,6 +99,26 @@ def plot_slices(slices: dict[str, dict[str, dict]], path: Path) -> Path:
         ax.grid(axis="x", alpha=0.3)
     ax.set_yticks(range(len(rows)), [f"{row['slice']} (n={row['count']})" for row in rows])
     ax.invert_yaxis()
+    return atomic.write_png(path, fig)
+
+
+def plot_reliability(bins: list[dict], ece: float, path: Path) -> Path:
+    """The reliability diagram: each score bin's accuracy against its mean score (the diagonal is a
+    score that comes true as often as it says), and how many test images each bin holds."""
+    fig = Figure(figsize=(9, 3.8))
+    diagram, counts = fig.subplots(1, 2)
+    width = bins[0]["high"] - bins[0]["low"]
+    filled = [row for row in bins if row["count"]]
+    diagram.bar([row["low"] for row in filled], [row["accuracy"] for row in filled], width=width, align="edge",
+                color="tab:blue", alpha=0.7, edgecolor="black", label="accuracy")
+    diagram.plot([row["confidence"] for row in filled], [row["accuracy"] for row in filled], "o", color="black",
+                 markersize=3, label="mean score")
+    diagram.plot([0, 1], [0, 1], "--", color="grey")
+    diagram.set(xlim=(0, 1), ylim=(0, 1), xlabel="top score", ylabel="accuracy", title=f"reliability (ECE {ece:.3f})")
+    diagram.legend(loc="upper left")
+    counts.bar([row["low"] for row in bins], [row["count"] for row in bins], width=width, align="edge",
+               color="tab:grey", edgecolor="black")
+    counts.set(xlim=(0, 1), xlabel="top score", ylabel="test images", title="images per bin")
     return atomic.write_png(path, fig)
 
 

@@ -96,6 +96,7 @@ class TrainedModelRef(Record):
     stop_reason: str = "max_epochs"  # "max_epochs" | "plateau" | "time_budget"
     train_seconds: float
     images_per_second: float
+    temperature: float | None = None  # the label head's, when calibrated (`multitask.calibration`)
 
     def is_intact(self) -> bool:
         files = [Path(self.model_path), Path(self.history_path)]
@@ -112,15 +113,18 @@ class EvalReport(Record):
     metrics: dict[str, float]
     per_class_accuracy: dict[str, float | None] = {}  # None: no test image of that class
     slices: dict[str, dict[str, dict]] = {}  # `multitask.slices.slice_metrics`
+    calibration: dict[str, float] = {}  # `ece`; `temperature` and `ece_uncalibrated` when calibrated
     metrics_path: str
     curves_path: str | None  # None for a model without training history
     predictions_path: str
     confusion_path: str | None = None
     slices_path: str | None = None
+    reliability_path: str | None = None
 
     @property
     def files(self) -> list[Path]:
-        paths = (self.metrics_path, self.curves_path, self.predictions_path, self.confusion_path, self.slices_path)
+        paths = (self.metrics_path, self.curves_path, self.predictions_path, self.confusion_path, self.slices_path,
+                 self.reliability_path)
         return [Path(p) for p in paths if p]
 
     def is_intact(self) -> bool:

@@ -64,3 +64,11 @@ def with_interval(row: dict, metric: str) -> str:
     """`0.950 (0.900-1.000)`: a slice's metric and its 95% interval."""
     low, high = row[f"{metric}_interval"]
     return f"{row[metric]:.3f} ({low:.3f}-{high:.3f})"
+
+
+def markdown_table(slices: dict[str, dict[str, dict]]) -> list[str]:
+    """The slices with images as markdown table lines: count, each metric with its interval."""
+    cells = [[row["slice"], str(row["count"]), *(with_interval(row, m) for m in SLICE_METRICS.values())]
+             for row in slice_rows(slices) if row["count"]]
+    return ["| slice | images | accuracy (95% interval) | mean IoU (95% interval) |", "|---|---|---|---|",
+            *("| " + " | ".join(line) + " |" for line in cells)]

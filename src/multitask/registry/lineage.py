@@ -24,7 +24,8 @@ def lineage_tags(dataset: DatasetRef, config: RunConfig) -> dict[str, str]:
     code = library_fingerprint()
     sections = {name: of_value(getattr(config, name)) for name in type(config).model_fields}
     sections["data"] = digest("DataConfig", config.data.model_dump_json())  # the data's content is below
-    lineage = digest(dataset.fingerprint, code, *(sections[name] for name in LINEAGE_SECTIONS))
+    calibrated = ["calibrated"] if config.evaluate.calibrate else []  # the registered model's scores differ
+    lineage = digest(dataset.fingerprint, code, *(sections[name] for name in LINEAGE_SECTIONS), *calibrated)
     return {LINEAGE_TAG: lineage, "data_fingerprint": dataset.fingerprint,
             "config_fingerprint": of_value(config), "code_fingerprint": code,
             **{_SECTION_TAG.format(name): value for name, value in sections.items()}}
