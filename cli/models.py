@@ -1,4 +1,4 @@
-"""`multitask models list|show|promote`: registered models."""
+"""`multitask models list|show|card|promote|reregister`: registered models."""
 
 from __future__ import annotations
 
@@ -60,6 +60,19 @@ def models_show(
     for key in sorted(info["tags"]):
         typer.echo(f"  {key}: {info['tags'][key]}")
 
+
+
+@app.command("card")
+def models_card(model: str = typer.Argument(..., help="NAME@ALIAS or NAME/VERSION.")) -> None:
+    """The version's model card (markdown): use, data, training, results per slice, calibration,
+    the gate's decision, lineage, known limits. Rendered from what the registry holds now."""
+    quiet_environment()
+    from multitask import registry
+
+    try:
+        typer.echo(registry.card(model), nl=False)
+    except UserError as exc:
+        fail(str(exc))
 
 @app.command("promote")
 def models_promote(

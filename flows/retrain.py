@@ -48,8 +48,8 @@ def retrain_flow(config: RunConfig = RunConfig()) -> dict[str, Any]:
             return _nothing_to_retrain(steps, name, version.version, reason)
         champion = steps.run(current_champion, cached=False, model_name=name)
         trained, report = steps.train_and_evaluate(config, dataset, snapshot)
-        challenger = steps.run(register_model, trained=trained, report=report, dataset=dataset, config=config,
-                               first_is_champion=False)
+        challenger = steps.run(register_model, trained=trained, report=report, dataset=dataset, snapshot=snapshot,
+                               config=config, first_is_champion=False)
         if champion is not None and challenger.version == champion.version:
             return _nothing_to_retrain(steps, name, challenger.version,
                                        f"the trained model is version {champion.version}, the champion itself")

@@ -26,7 +26,8 @@ def train_flow(config: RunConfig = RunConfig()) -> dict[str, Any]:
     steps = Steps()
     dataset, snapshot = steps.data(config)
     trained, report = steps.train_and_evaluate(config, dataset, snapshot)
-    version = steps.run(register_model, trained=trained, report=report, dataset=dataset, config=config)
+    version = steps.run(register_model, trained=trained, report=report, dataset=dataset, snapshot=snapshot,
+                        config=config)
     return {
         "model": version.name,
         "version": version.version,

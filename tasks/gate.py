@@ -12,6 +12,7 @@ from multitask.records import DatasetRef, EvalReport, ModelVersion
 from tasks import retries
 from tasks.exclusive import one_at_a_time
 from tasks.pictures import inline_png
+from tasks.register import publish_card
 
 
 @task(name="find_unchanged", **retries.IO)
@@ -95,6 +96,7 @@ def _record(decision: Decision, challenger: ModelVersion, judged: str | None) ->
         registry.promote(challenger.name, challenger.version, tags)
     else:
         registry.set_tags(challenger.name, challenger.version, tags)
+    publish_card(challenger)  # now with the decision
 
 
 def _side_by_side(challenger: ModelVersion, challenger_report: EvalReport, champion: ModelVersion | None,

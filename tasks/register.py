@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from prefect import runtime, task
-from prefect.artifacts import create_link_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from multitask import registry
 from multitask.config import RunConfig
-from multitask.records import DatasetRef, EvalReport, ModelVersion, TrainedModelRef
+from multitask.records import DatasetRef, EvalReport, ModelVersion, SnapshotRef, TrainedModelRef
 from tasks import retries
 from tasks.exclusive import one_at_a_time
 
 
 @task(name="register_model", result_serializer="json", **retries.IO)
-def register_model(trained: TrainedModelRef, report: EvalReport, dataset: DatasetRef, config: RunConfig,
-                   first_is_champion: bool = True) -> ModelVersion:
+def register_model(trained: TrainedModelRef, report: EvalReport, dataset: DatasetRef, snapshot: SnapshotRef,
+                   config: RunConfig, first_is_champion: bool = True) -> ModelVersion:
     # The class names themselves are in the model's metadata (`registry.preprocessing`).
     tags = {**registry.lineage_tags(dataset, config), "dataset": dataset.spec,
             "num_classes": str(dataset.num_classes), "prefect_flow_run_id": str(runtime.flow_run.id or "")}
@@ -22,13 +22,21 @@ def register_model(trained: TrainedModelRef, report: EvalReport, dataset: Datase
     preprocessing = {"class_names": dataset.class_names, "resize": config.data.resize,
                      "max_pixels": config.data.max_pixels,
                      **({"temperature": trained.temperature} if trained.temperature is not None else {})}
+    profile = snapshot.profile_path
     if first_is_champion:  # "champion unless there is one" is a promotion: one at a time
         with one_at_a_time("promote", config.model_name):
-            version = registry.register(trained, report, config, tags, preprocessing, first_is_champion)
+            version = registry.register(trained, report, config, tags, preprocessing, first_is_champion, profile)
     else:
-        version = registry.register(trained, report, config, tags, preprocessing, first_is_champion)
+        version = registry.register(trained, report, config, tags, preprocessing, first_is_champion, profile)
+    publish_card(version)
     create_link_artifact(key="mlflow-run", link=registry.run_url(version.run_id),
                          link_text=f"{version.name} v{version.version} in MLflow",
                          description=f"The MLflow run (store: {registry.client().tracking_uri}; a local store "
                                      "shows with `mlflow ui --backend-store-uri` that URI)")
     return version
+
+
+def publish_card(version: ModelVersion) -> None:
+    """Log the version's model card with it and show it as the flow run's `model-card` artifact."""
+    card = registry.log_card(f"{version.name}/{version.version}")
+    create_markdown_artifact(key="model-card", markdown=card, description=f"{version.name} v{version.version}")

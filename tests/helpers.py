@@ -3,6 +3,7 @@ stack's module. Test files import it (`from helpers import ...`); fixtures live 
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import subprocess
@@ -85,3 +86,34 @@ def training_inputs(cfg: RunConfig, home: Path):
 
     snapshot = build_snapshot(catalog.prepare(cfg.data), cfg.data, home / "snapshot")
     return save_initial(cfg.model, len(snapshot.class_names), snapshot.image_size, home / "initial.keras"), snapshot
+
+
+COLOURS = {"red": (220, 40, 40), "orange": (235, 130, 40), "yellow": (230, 220, 40), "green": (40, 210, 40)}
+
+
+def write_rectangles(root: Path, counts: dict[str, dict[str, int]], jitter: int = 30, size: tuple[int, int] = (48, 48),
+                     seed: int = 0) -> str:
+    """A folder dataset of filled rectangles on black whose colour is the class (`COLOURS`, each image's
+    moved by up to `jitter` per channel): learnt in a few epochs. `counts[split][class]` images per
+    split and class, `size` (width, height) each; returns the `data.dataset=` setting."""
+    import numpy as np
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    width, height = size
+    for split, per_class in counts.items():
+        for name, count in per_class.items():
+            for index in range(count):
+                w, h = rng.integers(width // 5, width * 4 // 5), rng.integers(height // 5, height * 4 // 5)
+                x, y = rng.integers(0, width - w), rng.integers(0, height - h)
+                pixels = np.zeros((height, width, 3), np.uint8)
+                colour = np.array(COLOURS[name]) + rng.integers(-jitter, jitter + 1, 3)
+                pixels[y:y + h, x:x + w] = np.clip(colour, 0, 255)
+                filename = f"images/{name}-{split}-{index}.png"
+                Image.fromarray(pixels).save(root / filename)
+                rows.append([filename, name, x, y, x + w, y + h, split])
+    with open(root / "annotations.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["filename", "label", "xmin", "ymin", "xmax", "ymax", "split"], *rows])
+    return f'data.dataset="folder:{root}"'

@@ -72,14 +72,34 @@ def test_metrics_artifacts_are_published(baseline):
 
     with get_client(sync_client=True) as client:
         latest = {artifact.key: artifact for artifact in client.read_latest_artifacts()}
-    assert {"test-metrics", "evaluation-summary", "training-progress", "mlflow-run"} <= set(latest)
+    assert {"test-metrics", "evaluation-summary", "training-progress", "mlflow-run", "model-card"} <= set(latest)
     summary = latest["evaluation-summary"].data
-    # curves, predictions, confusion matrix and slices as pictures in place, not paths; small enough to load
-    assert summary.count("](data:image/png;base64,") == 4 and len(summary) < 600_000
+    # curves, predictions, confusion matrix, slices and reliability as pictures in place, not paths; small enough to load
+    assert summary.count("](data:image/png;base64,") == 5 and len(summary) < 600_000
     assert "| class " in summary and "| size " in summary  # the slice table
     assert float(latest["training-progress"].data) == 100.0
     run_id = registry.resolve(f"{baseline['model']}/{baseline['version']}").run_id
     assert f"/runs/{run_id}" in latest["mlflow-run"].data
+
+
+def test_the_model_card_of_a_registered_version_holds_every_section(baseline, tmp_path):
+    from cli import app
+
+    result = CliRunner().invoke(app, ["models", "card", "multitask-shapes/1"])
+    assert result.exit_code == 0, result.output
+    card = result.output
+    sections = ["# Model card: multitask-shapes v1", "## Intended use", "## Data", "## Training",
+                "## Results on the test split", "## Calibration", "## Gate decision", "## Lineage", "## Known limits"]
+    assert [card.index(section) for section in sections] == sorted(card.index(section) for section in sections)
+    version = registry.client().get_model_version("multitask-shapes", "1")
+    for fact in (version.tags["data_fingerprint"], version.tags["code_fingerprint"], "circle, square, triangle",
+                 "| class ", "| size small |", "label scores: ECE", "| **all** | **40** | **10** | **10** |",
+                 f"{baseline['metrics']['accuracy']:.4f}", "Not judged by the gate"):
+        assert fact in card, (fact, card)
+    # below the default floors on 10 test images: the limits say so
+    assert "too few to judge" in card
+    logged = registry.client().download_artifacts(version.run_id, "model_card.md", str(tmp_path))
+    assert Path(logged).read_text() == card  # the card logged at registration, unchanged since
 
 
 def test_rerun_is_all_cached_registers_nothing_and_imports_neither_tensorflow_nor_mlflow(baseline, module_workspace):

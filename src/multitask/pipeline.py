@@ -14,6 +14,7 @@ import tensorflow as tf
 from multitask.atomic import replace_dir
 from multitask.augment import Augmentation, augment_batch
 from multitask.config import DataConfig
+from multitask.data_profile import write_profile
 from multitask.datasets import catalog
 from multitask.fingerprint import hash_tree
 from multitask.records import SPLITS, DatasetRef, SnapshotRef
@@ -110,6 +111,7 @@ def build_snapshot(dataset: DatasetRef, data: DataConfig, out_dir: Path) -> Snap
             ds = catalog.examples(dataset, split, data.multi_object).filter(lambda ex: ex["keep"])
             ds = ds.map(lambda ex: resize_example(ex, size, data.resize), num_parallel_calls=AUTOTUNE)
             ds.save(str(tmp / split))
+        write_profile(tmp, dataset.class_names, size, data.resize)
     return SnapshotRef(
         path=str(out_dir), class_names=dataset.class_names, splits=kept, dropped=dropped,
         image_size=size, resize=data.resize, fingerprint=hash_tree(out_dir),

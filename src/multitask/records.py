@@ -53,6 +53,9 @@ class DatasetRef(TreeRecord):
         return len(self.class_names)
 
 
+PROFILE_FILE = "profile.json"  # in every snapshot's folder
+
+
 class SnapshotRef(TreeRecord):
     """Decoded, resized uint8 images with labels and boxes, one `tf.data` save per split."""
 
@@ -61,6 +64,11 @@ class SnapshotRef(TreeRecord):
     dropped: dict[str, int] = {}  # examples left out per split (invalid box, several objects)
     image_size: int
     resize: str = "stretch"
+
+    @property
+    def profile_path(self) -> Path:
+        """`profile.json`: counts, quantiles and per-image features (`multitask.data_profile`)."""
+        return Path(self.path) / PROFILE_FILE
 
 
 class ValidationReport(Record):

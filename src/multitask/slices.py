@@ -72,3 +72,10 @@ def markdown_table(slices: dict[str, dict[str, dict]]) -> list[str]:
              for row in slice_rows(slices) if row["count"]]
     return ["| slice | images | accuracy (95% interval) | mean IoU (95% interval) |", "|---|---|---|---|",
             *("| " + " | ".join(line) + " |" for line in cells)]
+
+
+def in_order(slices: dict[str, dict[str, dict]], class_names: list[str]) -> dict[str, dict[str, dict]]:
+    """The slices in class order, then small, medium, large (a JSON file may have sorted them)."""
+    order = {"class": class_names, "size": SIZES}
+    return {kind: {name: rows[name] for name in order.get(kind, sorted(rows)) if name in rows}
+            for kind, rows in slices.items()}

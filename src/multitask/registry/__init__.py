@@ -4,7 +4,8 @@
 model was made from), `runs` (logging and registering a trained model), `versions` (aliases,
 lookups, promotion, tags), `loading` (downloading and safe loading), `peek` (one version's tags
 and aliases read without MLflow), `tags` (the fingerprint tag and the tags-and-aliases record that
-`peek` shares with the modules that use MLflow), `studies` (a tuning study's runs).
+`peek` shares with the modules that use MLflow), `studies` (a tuning study's runs), `cards` (a
+version's model card).
 
 Each name loads its module on first use (`__getattr__` below): importing the package costs
 nothing, so a flow run whose steps are all cached imports neither MLflow nor TensorFlow; it only
@@ -15,14 +16,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
-    "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "champion", "changed_sections", "client",
+    "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "card", "champion", "changed_sections", "client",
     "fetch", "fetch_servable", "find_version", "lineage_tags", "list_models", "load_model", "load_registered",
-    "log_trial",
+    "log_card", "log_trial",
     "model_uri", "parse_reference", "preprocessing", "promote", "register", "reregister", "resolve", "run_url",
     "set_tags", "show", "version_matches",
 ]
 
 if TYPE_CHECKING:
+    from multitask.registry.cards import card, log_card
     from multitask.registry.lineage import LINEAGE_TAG, changed_sections, lineage_tags
     from multitask.registry.loading import fetch, fetch_servable, load_model, load_registered
     from multitask.registry.peek import aliases, version_matches
@@ -50,6 +52,7 @@ _MODULE_OF = {
     "model_uri": "references", "parse_reference": "references",
     "register": "runs", "reregister": "runs", "run_url": "runs",
     "client": "store",
+    "card": "cards", "log_card": "cards",
     "log_trial": "studies",
     **dict.fromkeys(("CHALLENGER", "CHAMPION", "champion", "find_version", "list_models", "preprocessing",
                      "promote", "resolve", "set_tags", "show"), "versions"),

@@ -61,13 +61,15 @@ def register(
     tags: dict[str, str],
     preprocessing: dict[str, Any],
     first_is_champion: bool = True,
+    profile: Path | None = None,
 ) -> ModelVersion:
     """Log an MLflow run (params, per-epoch metrics, artifacts, the model) and register it.
 
     Every new version gets alias `challenger`; the first version of a name also `champion`
     unless `first_is_champion` is false (the retrain flow leaves that to the gate).
     `preprocessing` (class names, image size, resize policy) is stored in the model's
-    metadata, so prediction maps outputs back to names and pixels.
+    metadata, so prediction maps outputs back to names and pixels. `profile`: the data's
+    `profile.json` (the model card's data section, and what drift compares new data with).
     Registering the same trained model again returns the existing version.
     """
     c = client()
@@ -84,7 +86,7 @@ def register(
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         mlflow.log_metrics({f"test_{k}": v for k, v in report.metrics.items()})
         mlflow.log_dict(config.model_dump(), "config.json")
-        for path in [*report.files, Path(trained.history_path)]:
+        for path in [*report.files, Path(trained.history_path), *([profile] if profile else [])]:
             mlflow.log_artifact(str(path))
         info = log_served_model(Path(trained.model_path), preprocessing)
     version_tags = {

@@ -1,0 +1,50 @@
+"""A version's model card: rendered from what the registry holds, and logged with the version.
+
+The card is rendered again from the registry each time (`card`), so it states the version's
+current aliases and gate decision; `log_card` stores that rendering as `model_card.md` in the
+version's run (at registration, and again once the gate has decided).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from multitask import workspace
+from multitask.model_card import render
+from multitask.registry.store import client
+from multitask.registry.versions import preprocessing, resolve
+
+CARD = "model_card.md"
+RUN_FILES = {"evaluation": "metrics.json", "history": "history.json", "config": "config.json",
+             "profile": "profile.json"}
+
+
+def facts(reference: str) -> dict[str, Any]:
+    """What `multitask.model_card.render` needs, for NAME@ALIAS or NAME/VERSION."""
+    version = resolve(reference)
+    c = client()
+    mv = c.get_model_version(version.name, version.version)
+    logged = {entry.path for entry in c.list_artifacts(version.run_id)}
+    files: dict[str, Any] = {}
+    with workspace.scratch("card") as tmp:
+        for key, name in RUN_FILES.items():
+            files[key] = (json.loads(open(c.download_artifacts(version.run_id, name, str(tmp))).read())
+                          if name in logged else None)
+    needs = preprocessing(version)
+    return {"name": version.name, "version": version.version, "aliases": sorted(mv.aliases), "run_id": version.run_id,
+            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "tags": dict(mv.tags), "class_names": needs.get("class_names", []), "image_size": needs.get("image_size"),
+            **files}
+
+
+def card(reference: str) -> str:
+    return render(facts(reference))
+
+
+def log_card(reference: str) -> str:
+    """Render the card and store it as `model_card.md` in the version's run; returns it."""
+    text = card(reference)
+    client().log_text(resolve(reference).run_id, text, CARD)
+    return text
