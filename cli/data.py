@@ -1,4 +1,5 @@
-"""`multitask data build|validate`: a dataset's records, and a check of its snapshot (both flows)."""
+"""`multitask data build|validate|drift`: a dataset's records, a check of its snapshot, and whether it
+looks like the data a registered version was trained on (all flows)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import typer
 
 from cli.common import JsonOption, SetOption, print_json, run_config, run_flow
 
-app = typer.Typer(no_args_is_help=True, help="Datasets: build the TFDS records, validate them.")
+app = typer.Typer(no_args_is_help=True, help="Datasets: build the TFDS records, validate them, check drift.")
+DRIFT_EXIT = 3  # `data drift`: the data has drifted
 
 
 @app.command("build")
@@ -48,3 +50,27 @@ def data_validate(
     for warning in report["warnings"]:
         typer.echo(f"  warning: {warning}")
     typer.echo(f"  report: {report['path']}")
+
+
+@app.command("drift")
+def data_drift(
+    spec: str = typer.Argument(..., help="`shapes`, `tfds:NAME` or `folder:PATH`: the new data."),
+    against: str = typer.Option(..., help="NAME@ALIAS or NAME/VERSION: the model whose training data it is "
+                                "compared with."),
+    sets: SetOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Does the data look like what the version was trained on? One test per feature (images, boxes,
+    classes, the model's own view); exit 0 when nothing drifted, 3 when something did (one line each)."""
+    config = run_config(spec, sets=sets)
+    from flows.drift import drift_flow
+
+    found = run_flow(drift_flow, against=against, config=config)
+    if as_json:
+        print_json(found)
+    else:
+        typer.echo(f"{spec} against {found['against']}: {'drift' if found['drift'] else 'no drift'}")
+        for line in found["drifted"]:
+            typer.echo(f"  {line}")
+    if found["drift"]:
+        raise typer.Exit(DRIFT_EXIT)

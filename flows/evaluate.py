@@ -11,7 +11,7 @@ from multitask import workspace
 from multitask.config import RunConfig
 from multitask.errors import UserError
 from multitask.gate import classes_differ
-from tasks.versions import evaluate_registered, model_preprocessing, resolve_model
+from tasks.versions import evaluate_registered, resolve_model
 
 
 @flow(name="evaluate")
@@ -21,10 +21,7 @@ def evaluate_flow(model: str, config: RunConfig = RunConfig()) -> dict[str, Any]
     workspace.ensure()
     steps = Steps()
     version = steps.run(resolve_model, cached=False, reference=model)
-    needs = steps.run(model_preprocessing, cached=False, version=version)
-    data = config.data.model_copy(update={"image_size": int(needs["image_size"]),
-                                          "resize": needs.get("resize", "stretch")})
-    dataset, snapshot = steps.data(config.model_copy(update={"data": data}))
+    dataset, snapshot, needs = steps.data_for(version, config)
     difference = classes_differ(needs.get("class_names", []), dataset.class_names)
     if difference is not None:
         raise UserError(f"cannot evaluate {model} on {config.data.dataset}: the model was {difference}")

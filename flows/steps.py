@@ -7,10 +7,12 @@ from typing import Any
 from prefect import Task, get_run_logger
 
 from multitask.config import RunConfig
+from multitask.records import ModelVersion
 from tasks.caching import in_workspace
 from tasks.data import build_snapshot, prepare_dataset, validate_dataset
 from tasks.evaluate import evaluate_model
 from tasks.model import build_model, calibrate_model, train_model
+from tasks.versions import model_preprocessing
 
 
 class Steps:
@@ -44,6 +46,15 @@ class Steps:
         snapshot = self.run(build_snapshot, dataset=dataset, data=config.data)
         self.run(validate_dataset, snapshot=snapshot)
         return dataset, snapshot
+
+    def data_for(self, version: ModelVersion, config: RunConfig):
+        """`data` at a registered version's input size and resize policy; returns (dataset, snapshot,
+        the version's preprocessing: class names, image size, resize policy)."""
+        needs = self.run(model_preprocessing, cached=False, version=version)
+        data = config.data.model_copy(update={"image_size": int(needs["image_size"]),
+                                              "resize": needs.get("resize", "stretch")})
+        dataset, snapshot = self.data(config.model_copy(update={"data": data}))
+        return dataset, snapshot, needs
 
     def train_and_evaluate(self, config: RunConfig, dataset, snapshot):
         """build -> train -> (calibrate) -> evaluate; returns (trained, report)."""

@@ -46,7 +46,8 @@ def evaluate_model(trained: TrainedModelRef, snapshot: SnapshotRef, evaluate_con
     from multitask.evaluate import evaluate
 
     out = output_dir("evaluate_model", trained=trained, snapshot=snapshot, evaluate_config=evaluate_config)
-    report = evaluate(trained.model_path, snapshot, evaluate_config, out, trained.history_path, trained.temperature)
+    report = evaluate(trained.model_path, snapshot, evaluate_config, out, trained.history_path, trained.temperature,
+                      model_view=True)
     create_table_artifact(key="test-metrics", table=[{"metric": k, "value": v} for k, v in report.metrics.items()],
                           description="Test-split metrics of the trained model")
     create_markdown_artifact(key="evaluation-summary", markdown=_summary(report, trained),

@@ -16,6 +16,7 @@ from multitask.watch import Look, look, remember
 from tasks import retries
 
 CHANGED = "multitask.dataset.changed"
+DRIFTED = "multitask.dataset.drifted"
 
 
 def _state_dir():
@@ -36,10 +37,21 @@ def announce_change(seen: Look) -> None:
     step ends only once the server has the event (a ping answered after it). The event's id
     follows from the change, so an event sent again for the same change is the same event.
     """
-    event = Event(event=CHANGED, id=uuid.uuid5(uuid.NAMESPACE_URL, f"{seen.spec}#{seen.old}->{seen.new}"),
-                  resource={"prefect.resource.id": seen.spec, "prefect.resource.name": seen.spec},
-                  payload={"dataset": seen.spec, "old": seen.old, "new": seen.new})
-    run_coro_as_sync(_send(event))
+    run_coro_as_sync(_send(_event(CHANGED, seen, {})))
+
+
+@task(name="announce_drift", **retries.IO)
+def announce_drift(seen: Look, against: str, drifted: list[str]) -> None:
+    """As `announce_change`, for a change that drifted from `against`'s data: the payload also names
+    that version and the features that moved."""
+    run_coro_as_sync(_send(_event(DRIFTED, seen, {"against": against, "drifted": drifted})))
+
+
+def _event(name: str, seen: Look, payload: dict) -> Event:
+    change = f"{seen.spec}#{seen.old}->{seen.new}"
+    return Event(event=name, id=uuid.uuid5(uuid.NAMESPACE_URL, change if name == CHANGED else f"{name}:{change}"),
+                 resource={"prefect.resource.id": seen.spec, "prefect.resource.name": seen.spec},
+                 payload={"dataset": seen.spec, "old": seen.old, "new": seen.new, **payload})
 
 
 async def _send(event: Event) -> None:

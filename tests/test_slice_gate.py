@@ -33,4 +33,9 @@ def test_a_challenger_that_wins_on_average_by_starving_a_class_is_kept_out(prefe
     assert decide(challenger, champion, GateConfig(min_accuracy=0, min_mean_iou=0)).promote, (challenger, champion)
     assert result["decision"] == "kept" and result["reason"].startswith(f"slice {RARE}: accuracy "), result["reason"]
     assert registry.champion("sliced").version == first["version"]
-    assert registry.show(f"sliced/{result['challenger']}")["tags"]["gate.reason"] == result["reason"]
+    tags = registry.show(f"sliced/{result['challenger']}")["tags"]
+    assert tags["gate.reason"] == result["reason"]
+    # its data drifted from the champion's: the class shares moved
+    assert tags["drift.verdict"] == "drift" and "classes" in tags["drift.features"], tags
+    card = registry.card(f"sliced/{result['challenger']}")
+    assert f"**kept out** against champion v{first['version']}: slice {RARE}: accuracy" in card

@@ -74,7 +74,7 @@ def test_metrics_artifacts_are_published(baseline):
         latest = {artifact.key: artifact for artifact in client.read_latest_artifacts()}
     assert {"test-metrics", "evaluation-summary", "training-progress", "mlflow-run", "model-card"} <= set(latest)
     summary = latest["evaluation-summary"].data
-    # curves, predictions, confusion matrix, slices and reliability as pictures in place, not paths; small enough to load
+    # curves, predictions, confusion matrix, slices, reliability: pictures in place, not paths; small enough to load
     assert summary.count("](data:image/png;base64,") == 5 and len(summary) < 600_000
     assert "| class " in summary and "| size " in summary  # the slice table
     assert float(latest["training-progress"].data) == 100.0

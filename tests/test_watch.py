@@ -119,12 +119,12 @@ def test_the_watch_flow_imports_neither_tensorflow_nor_mlflow():
     assert done.stdout.strip() == "[]"
 
 
-def _events(spec: str) -> list[dict]:
+def _events(spec: str, name: str = "multitask.dataset.changed") -> list[dict]:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
         answer = client.request("POST", "/events/filter", json={
-            "filter": {"event": {"name": ["multitask.dataset.changed"]}, "resource": {"id": [spec]}}})
+            "filter": {"event": {"name": [name]}, "resource": {"id": [spec]}}})
     return answer.json()["events"]
 
 
@@ -148,6 +148,32 @@ def test_an_event_that_did_not_go_out_is_sent_by_the_next_run(prefect_server, wo
     events = _poll(lambda: _events(spec))
     assert [(e["payload"]["old"], e["payload"]["new"]) for e in events] == [(seen["old"], seen["new"])]
 
+
+def test_with_the_drift_trigger_only_a_change_that_moved_the_data_is_announced(prefect_server, workspace, tmp_path):
+    """A tiny model of a folder; the folder regenerated from the same recipe (changed, not drifted),
+    then with images twice as wide (drifted: the event names the features that moved)."""
+    import shutil
+
+    from flows.train import train_flow
+    from flows.watch import watch_flow
+
+    from helpers import tiny_config, write_rectangles
+
+    counts = {"train": {"red": 20, "green": 20}, "validation": {"red": 5, "green": 5}, "test": {"red": 5, "green": 5}}
+    folder = tmp_path / "rectangles"
+    spec = write_rectangles(folder, counts).split("=", 1)[1].strip('"')
+    model = train_flow(config=tiny_config(f'data.dataset="{spec}"'))
+    reference = f"{model['model']}/{model['version']}"
+    assert not watch_flow(spec, trigger="drift", against=reference)["changed"]
+    for seed, size in ((1, (48, 48)), (2, (96, 48))):
+        shutil.rmtree(folder)
+        write_rectangles(folder, counts, size=size, seed=seed)
+        seen = watch_flow(spec, trigger="drift", against=reference)
+        assert seen["changed"] and seen["drift"]["drift"] == (size != (48, 48)), seen
+    events = _poll(lambda: _events(spec, "multitask.dataset.drifted"))
+    assert len(events) == 1 and events[0]["payload"]["against"] == reference
+    assert {line.split(":")[0] for line in events[0]["payload"]["drifted"]} >= {"width", "aspect"}
+    assert _events(spec) == []  # the drift trigger announces no bare change
 
 def _poll(read, timeout: float = 30):
     deadline, found = time.monotonic() + timeout, read()

@@ -11,6 +11,7 @@ import numpy as np
 from multitask import atomic
 from multitask.calibration import expected_calibration_error, reliability_bins, rescaled
 from multitask.config import EvaluateConfig
+from multitask.drift import MODEL_VIEW, penultimate, reference_view
 from multitask.fingerprint import hash_file
 from multitask.metrics import box_iou_numpy
 from multitask.model import load
@@ -29,12 +30,15 @@ METRIC_NAMES = {
 
 
 def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_dir: Path,
-             history_path: str | None = None, temperature: float | None = None) -> EvalReport:
+             history_path: str | None = None, temperature: float | None = None,
+             model_view: bool = False) -> EvalReport:
     """Evaluate a `.keras` model on the test split and write the report files to `out_dir`.
 
     The training-curves PNG needs the training history; a registered model fetched from
     the registry (a champion) has none, so it gets the metrics and the predictions grid.
     `temperature`: the one the model was calibrated with, to report its ECE before and after.
+    `model_view`: also write the model's view of the training split (`drift.MODEL_VIEW`), which
+    registering a model logs with it for later drift checks.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     model = load(model_path)
@@ -64,6 +68,8 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
         curves_path=curves, predictions_path=str(predictions), confusion_path=str(confusion),
         slices_path=str(plot_slices(slices, out_dir / "slices.png")), calibration=calibration,
         reliability_path=str(plot_reliability(bins, calibration["ece"], out_dir / "reliability.png")),
+        model_view_path=str(atomic.write_json(out_dir / MODEL_VIEW, reference_view(
+            penultimate(model, load_split(snapshot, "train"), cfg.batch_size)))) if model_view else None,
         fingerprint=hash_file(metrics_path),
     )
 

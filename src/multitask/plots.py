@@ -1,12 +1,14 @@
 """Figures of an evaluation (training curves, a grid of test predictions, the confusion matrix, the
-metrics per slice, the reliability diagram) and of a tuning study (the search).
+metrics per slice, the reliability diagram), of data drift, and of a tuning study (the search).
 
 matplotlib's `Figure`, not pyplot: no GUI backend, safe in worker threads.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -119,6 +121,27 @@ def plot_reliability(bins: list[dict], ece: float, path: Path) -> Path:
     counts.bar([row["low"] for row in bins], [row["count"] for row in bins], width=width, align="edge",
                color="tab:grey", edgecolor="black")
     counts.set(xlim=(0, 1), xlabel="top score", ylabel="test images", title="images per bin")
+    return atomic.write_png(path, fig)
+
+
+def plot_drift(reference: dict[str, Any], new: dict[str, Any], rows: list[dict], path: Path) -> Path:
+    """Each numeric feature's distribution in the training data and in the new data (drifted ones
+    titled in red)."""
+    numeric = [row for row in rows if row["feature"] != "classes"]
+    columns = 4
+    fig = Figure(figsize=(14, 2.3 * math.ceil(len(numeric) / columns)))
+    for ax, row in zip(fig.subplots(math.ceil(len(numeric) / columns), columns).flat, numeric):
+        old, now = np.asarray(reference[row["feature"]], float), np.asarray(new[row["feature"]], float)
+        edges = np.histogram_bin_edges(np.concatenate([old, now]), bins=30)
+        ax.hist(old, bins=edges, density=True, alpha=0.5, label="trained on")
+        ax.hist(now, bins=edges, density=True, alpha=0.5, label="new")
+        ax.set_title(f"{row['feature']}  KS {row['statistic']:.2f}", color="tab:red" if row["drifted"] else "black",
+                     fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.axes[0].legend(fontsize=7)
+    for ax in fig.axes[len(numeric):]:
+        ax.set_visible(False)
+    fig.tight_layout()
     return atomic.write_png(path, fig)
 
 

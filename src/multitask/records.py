@@ -128,11 +128,12 @@ class EvalReport(Record):
     confusion_path: str | None = None
     slices_path: str | None = None
     reliability_path: str | None = None
+    model_view_path: str | None = None  # the model's view of its training split (`multitask.drift`)
 
     @property
     def files(self) -> list[Path]:
         paths = (self.metrics_path, self.curves_path, self.predictions_path, self.confusion_path, self.slices_path,
-                 self.reliability_path)
+                 self.reliability_path, self.model_view_path)
         return [Path(p) for p in paths if p]
 
     def is_intact(self) -> bool:
@@ -173,3 +174,16 @@ class ModelVersion(Record):
 
 def hash_files(files: list[Path]) -> str:
     return digest(*(hash_file(f) for f in files))
+
+
+class DriftReport(Record):
+    """New data against the data a version was trained on (`multitask.drift`)."""
+
+    against: str  # NAME/VERSION
+    drift: bool
+    drifted: list[str]  # one line per drifted feature
+    path: str  # drift.json: every feature's test
+    picture_path: str
+
+    def is_intact(self) -> bool:
+        return Path(self.picture_path).is_file() and hash_file(Path(self.path)) == self.fingerprint

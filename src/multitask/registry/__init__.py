@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "CHALLENGER", "CHAMPION", "LINEAGE_TAG", "aliases", "card", "champion", "changed_sections", "client",
     "fetch", "fetch_servable", "find_version", "lineage_tags", "list_models", "load_model", "load_registered",
-    "log_card", "log_trial",
-    "model_uri", "parse_reference", "preprocessing", "promote", "register", "reregister", "resolve", "run_url",
-    "set_tags", "show", "version_matches",
+    "log_card", "log_drift", "log_trial",
+    "model_uri", "parse_reference", "preprocessing", "promote", "register", "reregister", "resolve", "run_file",
+    "run_files", "run_url", "set_tags", "show", "version_matches",
 ]
 
 if TYPE_CHECKING:
     from multitask.registry.cards import card, log_card
     from multitask.registry.lineage import LINEAGE_TAG, changed_sections, lineage_tags
-    from multitask.registry.loading import fetch, fetch_servable, load_model, load_registered
+    from multitask.registry.loading import fetch, fetch_servable, load_model, load_registered, run_file, run_files
     from multitask.registry.peek import aliases, version_matches
     from multitask.registry.references import model_uri, parse_reference
-    from multitask.registry.runs import register, reregister, run_url
+    from multitask.registry.runs import log_drift, register, reregister, run_url
     from multitask.registry.store import client
     from multitask.registry.studies import log_trial
     from multitask.registry.versions import (
@@ -48,9 +48,10 @@ if TYPE_CHECKING:
 _MODULE_OF = {
     "LINEAGE_TAG": "lineage", "changed_sections": "lineage", "lineage_tags": "lineage",
     "fetch": "loading", "fetch_servable": "loading", "load_model": "loading", "load_registered": "loading",
+    "run_file": "loading", "run_files": "loading",
     "aliases": "peek", "version_matches": "peek",
     "model_uri": "references", "parse_reference": "references",
-    "register": "runs", "reregister": "runs", "run_url": "runs",
+    "register": "runs", "reregister": "runs", "run_url": "runs", "log_drift": "runs",
     "client": "store",
     "card": "cards", "log_card": "cards",
     "log_trial": "studies",

@@ -13,6 +13,7 @@ from typing import Any
 
 from multitask import workspace
 from multitask.model_card import render
+from multitask.registry.loading import run_file
 from multitask.registry.store import client
 from multitask.registry.versions import preprocessing, resolve
 
@@ -24,14 +25,12 @@ RUN_FILES = {"evaluation": "metrics.json", "history": "history.json", "config": 
 def facts(reference: str) -> dict[str, Any]:
     """What `multitask.model_card.render` needs, for NAME@ALIAS or NAME/VERSION."""
     version = resolve(reference)
-    c = client()
-    mv = c.get_model_version(version.name, version.version)
-    logged = {entry.path for entry in c.list_artifacts(version.run_id)}
+    mv = client().get_model_version(version.name, version.version)
     files: dict[str, Any] = {}
     with workspace.scratch("card") as tmp:
         for key, name in RUN_FILES.items():
-            files[key] = (json.loads(open(c.download_artifacts(version.run_id, name, str(tmp))).read())
-                          if name in logged else None)
+            path = run_file(f"{version.name}/{version.version}", name, tmp)
+            files[key] = json.loads(path.read_text()) if path else None
     needs = preprocessing(version)
     return {"name": version.name, "version": version.version, "aliases": sorted(mv.aliases), "run_id": version.run_id,
             "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -15,6 +15,7 @@ from multitask.errors import UserError
 from multitask.model import load
 from multitask.registry.references import model_uri
 from multitask.registry.store import client
+from multitask.registry.versions import resolve
 from multitask.serving import LOADER_MODULE
 
 
@@ -27,6 +28,18 @@ def download(reference: str, dest: Path) -> Path:
     except MlflowException as exc:
         raise UserError(f"no registered model {reference!r}: {exc.message}") from exc
 
+
+def run_files(reference: str) -> set[str]:
+    """The names of the files logged at the top of a registered version's run."""
+    return {entry.path for entry in client().list_artifacts(resolve(reference).run_id)}
+
+
+def run_file(reference: str, name: str, dest: Path) -> Path | None:
+    """A file logged in the run of a registered version (`metrics.json`, `profile.json`, ...),
+    downloaded into `dest`; None when the run holds no such file."""
+    if name not in run_files(reference):
+        return None
+    return Path(client().download_artifacts(resolve(reference).run_id, name, str(dest)))
 
 def fetch(reference: str, dest: Path) -> tuple[Path, dict[str, Any]]:
     """Download a registered model; return its `.keras` file and its preprocessing metadata."""

@@ -19,7 +19,7 @@ from multitask import workspace
 from multitask.config import RunConfig
 from multitask.errors import UserError
 from multitask.model import input_size, load
-from multitask.records import EvalReport, ModelVersion, TrainedModelRef
+from multitask.records import DriftReport, EvalReport, ModelVersion, TrainedModelRef
 from multitask.registry.loading import download, keras_file, serving_problem
 from multitask.registry.store import client, experiment_id
 from multitask.registry.tags import TRAIN_FINGERPRINT_TAG
@@ -104,6 +104,17 @@ def register(
     ensure_aliases(c, name, mv.version, first_is_champion)
     return record(c, name, mv.version, run.info.run_id)
 
+
+def log_drift(report: DriftReport, dataset: str) -> str:
+    """An MLflow run in the model's experiment holding the drift report and its picture; its id."""
+    c = client()
+    name = report.against.partition("/")[0]
+    with mlflow.start_run(experiment_id=experiment_id(c, name), run_name=f"drift {dataset} vs {report.against}") as run:
+        mlflow.set_tags({"multitask.drift": str(report.drift).lower(), "multitask.drift_against": report.against,
+                         "multitask.dataset": dataset})
+        for path in (report.path, report.picture_path):
+            mlflow.log_artifact(path)
+    return run.info.run_id
 
 REREGISTERED_FROM = "multitask.reregistered_from"
 
