@@ -63,7 +63,8 @@ def test_serve_alternative_builds_the_same_deployments():
     [schedule] = built["watch"].schedules
     assert schedule.schedule.interval.total_seconds() == 600
     [trigger] = built["retrain-on-change"].triggers
-    assert trigger.expect == {"multitask.dataset.changed"}
+    assert trigger.expect == {"multitask.dataset.changed", "multitask.dataset.drifted"}
+    assert built["watch"].parameters == {"dataset": "shapes", "trigger": "change"}
     assert trigger.parameters == {"config": {"data": {"dataset": "{{ event.resource.id }}"}}}
     assert built["predict"].parameters["model"] == "multitask-shapes@champion"
     assert {"config", "space", "trials", "concurrency"} <= set(built["tune"].parameters)
