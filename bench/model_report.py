@@ -20,7 +20,7 @@ import platform
 import tempfile
 from pathlib import Path
 
-from quality import DATASETS, RESULTS, dataset_spec, run_command, seed_script_images_per_second
+from quality import DATASETS, RESULTS, dataset_spec, run_command, seed_script_images_per_second, working_folder
 
 from multitask.slices import markdown_table
 
@@ -54,8 +54,7 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="section.key=value (a quick check)")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
-    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="multitask-report-"))).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = working_folder(args.workdir, "multitask-report-")
     date = datetime.date.today().isoformat()
     result = {"date": date, "sets": args.sets, "host": platform.node(), "cpus": os.cpu_count(),
               "seed_script_img_s": seed_script_images_per_second(workdir), "datasets": {}}

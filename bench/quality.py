@@ -32,6 +32,12 @@ RESULTS = ROOT / "bench" / "results"
 DATASETS = {"shapes": None, "cluttered": "cluttered", "photo": "photo"}  # name -> export style
 
 
+def working_folder(given: Path | None, prefix: str) -> Path:
+    """`--workdir` (created if missing), or a new temporary folder named `prefix...`."""
+    workdir = (given or Path(tempfile.mkdtemp(prefix=prefix))).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir
+
 def seed_script_images_per_second(workdir: Path) -> float:
     """The starting point's script (bench/plain_seed.py) on 3000 `shapes` images, in a child process."""
     code = ("import sys; sys.path.insert(0, 'bench'); from pathlib import Path; "
@@ -119,8 +125,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--doc", action="store_true", help="rewrite docs/quality.md from this date's results")
     args = parser.parse_args()
-    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="multitask-quality-"))).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = working_folder(args.workdir, "multitask-quality-")
     date = datetime.date.today().isoformat()
     result = {"label": args.label, "sets": args.sets, "date": date, "host": platform.node(),
               "cpus": os.cpu_count(), "seed_script_img_s": seed_script_images_per_second(workdir), "datasets": {}}

@@ -25,10 +25,17 @@ import json
 import os
 import platform
 import statistics
-import tempfile
 from pathlib import Path
 
-from quality import DATASETS, RESULTS, dataset_spec, run_command, run_train, seed_script_images_per_second
+from quality import (
+    DATASETS,
+    RESULTS,
+    dataset_spec,
+    run_command,
+    run_train,
+    seed_script_images_per_second,
+    working_folder,
+)
 
 from multitask import tuning
 
@@ -69,8 +76,7 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="section.key=value for every run")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
-    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="multitask-tune-"))).resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = working_folder(args.workdir, "multitask-tune-")
     result = {"date": datetime.date.today().isoformat(), "host": platform.node(), "cpus": os.cpu_count(),
               "seed_script_img_s": seed_script_images_per_second(workdir), "space": args.space,
               "trials": args.trials, "concurrency": args.concurrency, "sets": args.sets}
