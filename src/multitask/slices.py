@@ -29,7 +29,9 @@ def size_of(areas: np.ndarray, small_area: float, large_area: float) -> np.ndarr
 def interval(values: np.ndarray, seed: int = 0) -> list[float]:
     """95% percentile-bootstrap interval of the mean of `values` (seeded: the same report twice)."""
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (BOOTSTRAP_SAMPLES, len(values)))].mean(axis=1)
+    chunk = max(1, min(BOOTSTRAP_SAMPLES, 10_000_000 // len(values)))  # at most 10 M draws (80 MB) at once
+    means = np.concatenate([values[rng.integers(0, len(values), (min(chunk, BOOTSTRAP_SAMPLES - done), len(values)))]
+                            .mean(axis=1) for done in range(0, BOOTSTRAP_SAMPLES, chunk)])
     return [round(float(v), 6) for v in np.percentile(means, [2.5, 97.5])]
 
 
