@@ -74,7 +74,12 @@ def _tag_drift(steps: Steps, config: RunConfig, snapshot: SnapshotRef, challenge
         steps.run(tag_drift, cached=False, challenger=challenger, drift=None,
                   reason=f"champion v{champion.version} was registered without a profile of its data")
     else:
-        drift = steps.run(measure_drift, version=champion, snapshot=snapshot, dataset=config.data.dataset)
+        try:
+            drift = steps.run(measure_drift, version=champion, snapshot=snapshot, dataset=config.data.dataset)
+        except Exception as exc:  # noqa: BLE001  (a description of the data: the retrain goes on without it)
+            steps.logger.warning("drift against champion v%s not measured: %s", champion.version, exc)
+            steps.run(tag_drift, cached=False, challenger=challenger, drift=None, reason=f"failed: {exc}")
+            return
         steps.run(tag_drift, cached=False, challenger=challenger, drift=drift)
 
 def _judge(steps: Steps, config: RunConfig, dataset: DatasetRef, snapshot: SnapshotRef, challenger: ModelVersion,

@@ -1,8 +1,9 @@
 """Data steps: build the TFDS records, the preprocessed snapshot training reads, and check it.
 
 Like every task module, it imports TensorFlow-backed library code inside the steps: a flow run
-whose steps are all cached never imports TensorFlow, and importing the flows takes 1.3 s instead
-of 6.1 s (2 cores), which `prefect deploy`, every worker run and the 10-minute `watch` pay."""
+whose steps are all cached never imports TensorFlow (seconds on 2 cores), which `prefect deploy`,
+every worker run and the 10-minute `watch` would pay. TensorFlow Datasets itself is imported when
+`tasks` loads (about 0.5 s; it imports TensorFlow lazily): see `tasks/__init__.py` for why."""
 
 from __future__ import annotations
 

@@ -73,6 +73,7 @@ def apply_gate(challenger: ModelVersion, challenger_report: EvalReport, champion
             _record(decision, challenger, judged)
         else:
             _record(decision, challenger, judged)
+    publish_card(challenger)  # again, now with the decision (outside the lock: a description, slow to render)
     create_table_artifact(key="gate-comparison", table=_table(decision, challenger, champion),
                           description="Champion vs challenger on the same test split, per head")
     verdict = "promoted to champion" if decision.promote else "kept out"
@@ -96,7 +97,6 @@ def _record(decision: Decision, challenger: ModelVersion, judged: str | None) ->
         registry.promote(challenger.name, challenger.version, tags)
     else:
         registry.set_tags(challenger.name, challenger.version, tags)
-    publish_card(challenger)  # now with the decision
 
 
 def _side_by_side(challenger: ModelVersion, challenger_report: EvalReport, champion: ModelVersion | None,

@@ -173,7 +173,12 @@ def test_with_the_drift_trigger_only_a_change_that_moved_the_data_is_announced(p
     events = _poll(lambda: _events(spec, "multitask.dataset.drifted"))
     assert len(events) == 1 and events[0]["payload"]["against"] == reference
     assert {line.split(":")[0] for line in events[0]["payload"]["drifted"]} >= {"width", "aspect"}
-    assert _events(spec) == []  # the drift trigger announces no bare change
+    assert _events(spec) == []  # the drift trigger announces no bare change...
+    shutil.rmtree(folder)
+    write_rectangles(folder, counts, seed=3)
+    seen = watch_flow(spec, trigger="drift", against="no-such-model/1")
+    assert seen["changed"] and seen["drift"] is None
+    assert len(_poll(lambda: _events(spec))) == 1  # ...unless it cannot check: then the change
 
 def _poll(read, timeout: float = 30):
     deadline, found = time.monotonic() + timeout, read()

@@ -228,10 +228,10 @@ class GateConfig(Section):
     tolerance: float = Field(0.01, ge=0, le=1, description="Most a head may lose to the champion.")
     slice_tolerance: float | None = Field(
         None, ge=0, le=1, description="Most a head may lose to the champion on any one slice (a class, an object "
-        "size) with at least `min_slice_count` test images; unset, slices are not judged. 0.05 is a sound value: "
-        "at 100 images of a slice, a 95% interval of accuracy is about +-0.05 wide.")
-    min_slice_count: int = Field(30, ge=1, description="Test images a slice needs for `slice_tolerance` to "
-                                 "judge it: on fewer, one image moves its numbers by more than the tolerance.")
+        "size) with at least `min_slice_count` test images; unset, slices are not judged. 0.05 is a sound value "
+        "with 100 or more images per slice.")
+    min_slice_count: int = Field(100, ge=1, description="Test images a slice needs for `slice_tolerance` to "
+                                 "judge it: on fewer, a few images move its numbers by more than the tolerance.")
 
 
 class ServeConfig(Section):

@@ -1,10 +1,13 @@
 """Does new data look like the data a version was trained on? One test per feature, one verdict.
 
 The features are the data profile's (`multitask.data_profile`: image size, aspect, brightness,
-contrast, colour; box centre, size, aspect, area), the class frequencies, and the model's own
-view: its penultimate features, reduced to their `COMPONENTS` main directions on the training
-split (`reference_view`, stored with the version). Each numeric feature gets SciPy's two-sample
-Kolmogorov-Smirnov test against the training split; the classes a chi-square test of the
+contrast, colour; box centre, size, aspect, area) and the class frequencies, of every split of the
+new data against the training split, and the model's own view: its penultimate features, reduced
+to their `COMPONENTS` main directions, of the new data's test split against the test split the
+version was evaluated on (`reference_view`, stored with the version). Held-out images on both
+sides: a model sees the images it learnt from differently, so a training split against new images
+would move its view even when nothing else did. Each numeric feature gets SciPy's two-sample
+Kolmogorov-Smirnov test; the classes a chi-square test of the
 counts, with the total variation distance as their effect size. A feature has drifted when its
 test rejects at `ALPHA` shared over all the tests (Bonferroni) *and* the effect is at least
 `MIN_EFFECT`: on thousands of images a test finds differences too small to matter.
@@ -41,14 +44,14 @@ def penultimate(model: keras.Model, ds: tf.data.Dataset, batch_size: int = 128) 
 
     from multitask.pipeline import normalise
 
-    features = keras.Model(model.inputs, model.get_layer(LABEL_LAYER).input)
+    head_input = keras.Model(model.inputs, model.get_layer(LABEL_LAYER).input)
     batches = ds.map(lambda ex: normalise(ex["image"])).batch(batch_size)
-    return np.concatenate([features.predict_on_batch(batch) for batch in batches]).astype(np.float64)
+    return np.concatenate([head_input.predict_on_batch(batch) for batch in batches]).astype(np.float64)
 
 
 def reference_view(features: np.ndarray) -> dict[str, list]:
-    """The main directions of the training split's penultimate features, and the coordinates on
-    them of at most `KEPT` of its images (evenly spaced)."""
+    """The main directions of a split's penultimate features, and the coordinates on them of at
+    most `KEPT` of its images (evenly spaced)."""
     mean = features.mean(axis=0)
     _, _, rows = np.linalg.svd(features - mean, full_matrices=False)
     components = rows[:COMPONENTS]
@@ -80,8 +83,9 @@ def _classes(reference: list[int], new: list[int], reference_names: list[str], n
     names = sorted(set(reference_names) | set(new_names))
     table = np.zeros((2, len(names)))
     for row, (labels, label_names) in enumerate(((reference, reference_names), (new, new_names))):
-        for label in labels:
-            table[row, names.index(label_names[label])] += 1
+        counts = np.bincount(np.asarray(labels, dtype=int), minlength=len(label_names))
+        for label_name, count in zip(label_names, counts):
+            table[row, names.index(label_name)] += count
     shares = table / table.sum(axis=1, keepdims=True)
     seen = table.sum(axis=0) > 0
     p_value = chi2_contingency(table[:, seen])[1] if seen.sum() > 1 else 1.0
@@ -116,7 +120,7 @@ def drift_lines(report: dict[str, Any]) -> list[str]:
 
 
 def check(reference: str, snapshot: SnapshotRef, out_dir: Path) -> DriftReport:
-    """Every split of `snapshot` against the training split of the version `reference` names:
+    """`snapshot` against the data of the version `reference` names (see the module's docstring):
     `drift.json` (the tests) and `drift.png` (the distributions) in `out_dir`."""
     from multitask import registry
     from multitask.model import load
@@ -132,10 +136,9 @@ def check(reference: str, snapshot: SnapshotRef, out_dir: Path) -> DriftReport:
                             "to check drift against it")
         profile, view = json.loads(profile_path.read_text()), json.loads(view_path.read_text())
         model = load(registry.fetch(name, tmp / "model")[0], compile=False)
-        splits = [load_split(snapshot, split) for split in SPLITS]
-        found = [features(ds, snapshot.image_size, snapshot.resize) for ds in splits]
+        found = [features(load_split(snapshot, split), snapshot.image_size, snapshot.resize) for split in SPLITS]
         new = {key: np.concatenate([part[key] for part in found]) for key in found[0]}
-        new_view = project(view, np.concatenate([penultimate(model, ds) for ds in splits]))
+        new_view = project(view, penultimate(model, load_split(snapshot, "test")))
     report = compare(profile["train"], new, profile["class_names"], snapshot.class_names,
                      np.asarray(view["train"]), new_view)
     path = atomic.write_json(out_dir / "drift.json", {"against": name, **report})

@@ -37,7 +37,7 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     The training-curves PNG needs the training history; a registered model fetched from
     the registry (a champion) has none, so it gets the metrics and the predictions grid.
     `temperature`: the one the model was calibrated with, to report its ECE before and after.
-    `model_view`: also write the model's view of the training split (`drift.MODEL_VIEW`), which
+    `model_view`: also write the model's view of the test split (`drift.MODEL_VIEW`), which
     registering a model logs with it for later drift checks.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,7 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
         slices_path=str(plot_slices(slices, out_dir / "slices.png")), calibration=calibration,
         reliability_path=str(plot_reliability(bins, calibration["ece"], out_dir / "reliability.png")),
         model_view_path=str(atomic.write_json(out_dir / MODEL_VIEW, reference_view(
-            penultimate(model, load_split(snapshot, "train"), cfg.batch_size)))) if model_view else None,
+            penultimate(model, load_split(snapshot, "test"), cfg.batch_size)))) if model_view else None,
         fingerprint=hash_file(metrics_path),
     )
 

@@ -186,4 +186,5 @@ class DriftReport(Record):
     picture_path: str
 
     def is_intact(self) -> bool:
-        return Path(self.picture_path).is_file() and hash_file(Path(self.path)) == self.fingerprint
+        return (Path(self.picture_path).is_file() and Path(self.path).is_file()
+                and hash_file(Path(self.path)) == self.fingerprint)

@@ -68,9 +68,14 @@ def with_interval(row: dict, metric: str) -> str:
     return f"{row[metric]:.3f} ({low:.3f}-{high:.3f})"
 
 
+def cell(text: str) -> str:
+    """`text` as one markdown table cell: a class named `a|b` or holding a line break stays one cell."""
+    return " ".join(str(text).splitlines()).replace("|", "\\|")
+
+
 def markdown_table(slices: dict[str, dict[str, dict]]) -> list[str]:
     """The slices with images as markdown table lines: count, each metric with its interval."""
-    cells = [[row["slice"], str(row["count"]), *(with_interval(row, m) for m in SLICE_METRICS.values())]
+    cells = [[cell(row["slice"]), str(row["count"]), *(with_interval(row, m) for m in SLICE_METRICS.values())]
              for row in slice_rows(slices) if row["count"]]
     return ["| slice | images | accuracy (95% interval) | mean IoU (95% interval) |", "|---|---|---|---|",
             *("| " + " | ".join(line) + " |" for line in cells)]

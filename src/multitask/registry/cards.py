@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from multitask import workspace
 from multitask.model_card import render
-from multitask.registry.loading import run_file
+from multitask.registry.loading import run_files
 from multitask.registry.store import client
+from multitask.registry.tags import REREGISTERED_FROM
 from multitask.registry.versions import preprocessing, resolve
 
 CARD = "model_card.md"
@@ -23,13 +25,17 @@ RUN_FILES = {"evaluation": "metrics.json", "history": "history.json", "config": 
 
 
 def facts(reference: str) -> dict[str, Any]:
-    """What `multitask.model_card.render` needs, for NAME@ALIAS or NAME/VERSION."""
+    """What `multitask.model_card.render` needs, for NAME@ALIAS or NAME/VERSION. A version
+    registered again (`models reregister`) takes its files from the run of the version it copies;
+    a file its run does not hold (older versions) is None."""
     version = resolve(reference)
     mv = client().get_model_version(version.name, version.version)
+    source = f"{version.name}/{mv.tags.get(REREGISTERED_FROM, version.version)}"
+    run_id, logged = resolve(source).run_id, run_files(source)
     files: dict[str, Any] = {}
     with workspace.scratch("card") as tmp:
         for key, name in RUN_FILES.items():
-            path = run_file(f"{version.name}/{version.version}", name, tmp)
+            path = Path(client().download_artifacts(run_id, name, str(tmp))) if name in logged else None
             files[key] = json.loads(path.read_text()) if path else None
     needs = preprocessing(version)
     return {"name": version.name, "version": version.version, "aliases": sorted(mv.aliases), "run_id": version.run_id,

@@ -22,7 +22,7 @@ from multitask.model import input_size, load
 from multitask.records import DriftReport, EvalReport, ModelVersion, TrainedModelRef
 from multitask.registry.loading import download, keras_file, serving_problem
 from multitask.registry.store import client, experiment_id
-from multitask.registry.tags import TRAIN_FINGERPRINT_TAG
+from multitask.registry.tags import REREGISTERED_FROM, TRAIN_FINGERPRINT_TAG
 from multitask.registry.versions import ensure_aliases, find_version, record, resolve
 from multitask.serving import COLUMN, LOADER_MODULE
 from multitask.train import read_history
@@ -115,9 +115,6 @@ def log_drift(report: DriftReport, dataset: str) -> str:
         for path in (report.path, report.picture_path):
             mlflow.log_artifact(path)
     return run.info.run_id
-
-REREGISTERED_FROM = "multitask.reregistered_from"
-
 
 def reregister(reference: str) -> tuple[ModelVersion, ModelVersion]:
     """A version registered with a pickled model, registered again the way versions are now (the

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 TRAIN_FINGERPRINT_TAG = "multitask.train_fingerprint"
+REREGISTERED_FROM = "multitask.reregistered_from"  # on a version registered again: the old version
 
 
 @dataclass(frozen=True)
