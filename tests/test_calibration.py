@@ -7,8 +7,9 @@ import pytest
 from multitask.calibration import (
     expected_calibration_error,
     fit_temperature,
+    label_logits,
     reliability_bins,
-    rescaled,
+    softmax,
     with_temperature,
 )
 
@@ -24,24 +25,31 @@ def test_ece_is_the_weighted_gap_between_score_and_accuracy():
 
 
 def _over_confident(rng, n=4000, classes=5):
-    """Scores from logits four times too large: far surer than the model is right."""
+    """Logits four times too large: scores far surer than the model is right."""
     labels = rng.integers(0, classes, n)
     logits = rng.normal(0, 1, (n, classes))
     logits[np.arange(n), labels] += 1.8
-    exp = np.exp(4 * logits)
-    return exp / exp.sum(axis=1, keepdims=True), labels
+    return 4 * logits, labels
 
 
 def test_a_fitted_temperature_lowers_the_ece_of_an_over_confident_model():
     rng = np.random.default_rng(0)
-    fit_probs, fit_labels = _over_confident(rng)
-    test_probs, test_labels = _over_confident(rng)
-    temperature = fit_temperature(fit_probs, fit_labels)
+    fit_logits, fit_labels = _over_confident(rng)
+    test_logits, test_labels = _over_confident(rng)
+    temperature = fit_temperature(fit_logits, fit_labels)
     assert temperature > 1.2  # an over-confident model is cooled down
-    before = expected_calibration_error(test_probs, test_labels)
-    after = expected_calibration_error(rescaled(test_probs, temperature), test_labels)
+    before = expected_calibration_error(softmax(test_logits), test_labels)
+    after = expected_calibration_error(softmax(test_logits, temperature), test_labels)
     assert before > 0.1 and after < before / 4, (before, after)
-    assert (rescaled(test_probs, temperature).argmax(1) == test_probs.argmax(1)).all()  # the same classes
+    assert (softmax(test_logits, temperature).argmax(1) == test_logits.argmax(1)).all()  # the same classes
+
+
+def test_the_fit_reads_logits_a_float32_score_has_lost():
+    """Sure enough that float32 scores are exactly 0 and 1: the logits still say how sure."""
+    rng = np.random.default_rng(2)
+    logits, labels = _over_confident(rng)
+    assert (softmax(logits * 4).astype(np.float32).max(axis=1) == 1.0).mean() > 0.4
+    assert fit_temperature(logits * 4, labels) == pytest.approx(4 * fit_temperature(logits, labels), rel=1e-3)
 
 
 def test_the_label_layer_divided_by_the_temperature_is_the_rescaled_model():
@@ -49,9 +57,10 @@ def test_the_label_layer_divided_by_the_temperature_is_the_rescaled_model():
     model = keras.Model(inputs, {"label": keras.layers.Dense(4, activation="softmax", name="label")(inputs),
                                  "box": keras.layers.Dense(4, activation="sigmoid", name="box")(inputs)})
     x = np.random.default_rng(1).normal(0, 3, (8, 6)).astype("float32")
-    before = model.predict_on_batch(x)
+    before, logits = model.predict_on_batch(x), label_logits(model, x.astype(np.float64))
+    np.testing.assert_allclose(before["label"], softmax(logits), rtol=1e-4, atol=1e-6)
     after = with_temperature(model, 2.5).predict_on_batch(x)
-    np.testing.assert_allclose(after["label"], rescaled(before["label"], 2.5), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(after["label"], softmax(logits, 2.5), rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(after["box"], before["box"])
 
 

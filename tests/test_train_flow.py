@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from flows.data import data_flow
 from flows.train import train_flow
 from multitask import fingerprint, registry
-from multitask.calibration import rescaled
+from multitask.calibration import label_logits, softmax
 from multitask.datasets import catalog
 from multitask.errors import DataError
 from multitask.weighting import WeightedMultiTask
@@ -132,7 +133,9 @@ def test_calibrated_training_registers_the_calibrated_model(baseline):
     assert "temperature" not in first_metadata and metadata["temperature"] > 0
     images = np.random.default_rng(0).random((4, *model.input_shape[1:]), dtype=np.float32)
     ours, theirs = model.predict_on_batch(images), first.predict_on_batch(images)
-    np.testing.assert_allclose(ours["label"], rescaled(theirs["label"], metadata["temperature"]), rtol=1e-4, atol=1e-6)
+    head_input = keras.Model(first.inputs, first.get_layer("label").input).predict_on_batch(images)
+    expected = softmax(label_logits(first, head_input.astype(np.float64)), metadata["temperature"])
+    np.testing.assert_allclose(ours["label"], expected, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(ours["box"], theirs["box"], rtol=1e-6)
 
 

@@ -6,7 +6,10 @@ the images. Temperature scaling (Guo et al., 2017) divides the label head's logi
 T fitted to the validation split's negative log-likelihood: the predicted class never changes,
 only how sure the scores say the model is. Every preset's label head is one Dense layer with a
 softmax, so that layer's kernel and bias divided by T *are* the calibrated model: `predict`, the
-served model and the exports apply it with no code of their own.
+served model and the exports apply it with no code of their own. The fit and the ECE before
+calibration work on the logits themselves (the label head's input times its kernel, plus its
+bias), not on logarithms of the scores: a float32 score of a sure model is exactly 0 or 1, and its
+logarithm has lost the logit.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from multitask.records import SnapshotRef, TrainedModelRef, hash_files
 
 if TYPE_CHECKING:
     import keras
+    import tensorflow as tf
 
 BINS = 15
 LABEL_LAYER = "label"  # the Dense layer with the softmax, in every preset
@@ -50,24 +54,39 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return round(sum(row["count"] / total * abs(row["confidence"] - row["accuracy"]) for row in rows), 6)
 
 
-def rescaled(probs: np.ndarray, temperature: float) -> np.ndarray:
-    """Softmax scores as they would be with the logits divided by `temperature`."""
-    logits = np.log(np.clip(probs.astype(np.float64), 1e-30, None)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Scores from logits divided by `temperature` (float64, stable)."""
+    scaled = logits.astype(np.float64) / temperature
+    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+def label_head_input(model: keras.Model, ds: tf.data.Dataset, batch_size: int = 128) -> np.ndarray:
+    """What the label head's Dense layer takes in, for every image of a snapshot split."""
+    import keras
+
+    from multitask.pipeline import normalise
+
+    head_input = keras.Model(model.inputs, model.get_layer(LABEL_LAYER).input)
+    batches = ds.map(lambda ex: normalise(ex["image"])).batch(batch_size)
+    return np.concatenate([head_input.predict_on_batch(batch) for batch in batches]).astype(np.float64)
+
+
+def label_logits(model: keras.Model, head_input: np.ndarray) -> np.ndarray:
+    """The label head's logits from its input (its kernel, and its bias when it has one)."""
+    kernel, *bias = model.get_layer(LABEL_LAYER).get_weights()
+    return head_input @ kernel + (bias[0] if bias else 0.0)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The T in `TEMPERATURES` that minimises the negative log-likelihood of `labels`. When the
     model names every validation image right, the likelihood only grows as T shrinks, and the fit
     ends at the lower end of the range: scores as sure as the range allows."""
     from scipy.optimize import minimize_scalar  # here: the command line reads this module at start
-
+    from scipy.special import log_softmax
 
     def nll(log_t: float) -> float:
-        return -float(np.mean(np.log(np.clip(rescaled(probs, np.exp(log_t))[np.arange(len(labels)), labels],
-                                             1e-30, None))))
+        return -float(np.mean(log_softmax(logits / np.exp(log_t), axis=1)[np.arange(len(labels)), labels]))
 
     found = minimize_scalar(nll, bounds=tuple(np.log(TEMPERATURES)), method="bounded", options={"xatol": 1e-4})
     return round(float(np.exp(found.x)), 4)
@@ -83,13 +102,13 @@ def with_temperature(model: keras.Model, temperature: float) -> keras.Model:
 def calibrate(trained: TrainedModelRef, snapshot: SnapshotRef, batch_size: int, out_dir: Path) -> TrainedModelRef:
     """The trained model with the temperature fitted on the validation split, saved in `out_dir`."""
     from multitask.model import load  # TensorFlow: summaries read this module without it
-    from multitask.pipeline import make_dataset
+    from multitask.pipeline import load_split
 
     model = load(trained.model_path)
-    validation = make_dataset(snapshot, "validation", batch_size)
-    probs = model.predict(validation, verbose=0)["label"]
-    labels = np.concatenate([targets["label"].numpy() for _, targets in validation])
-    temperature = fit_temperature(probs, labels)
+    validation = load_split(snapshot, "validation")
+    logits = label_logits(model, label_head_input(model, validation, batch_size))
+    labels = np.concatenate([batch.numpy() for batch in validation.map(lambda ex: ex["label"]).batch(1024)])
+    temperature = fit_temperature(logits, labels)
     path = atomic.write_with(out_dir / "model.keras", with_temperature(model, temperature).save)
     return trained.model_copy(update={"model_path": str(path), "temperature": temperature,
                                       "fingerprint": hash_files([path, Path(trained.history_path)])})

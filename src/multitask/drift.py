@@ -17,36 +17,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from multitask import atomic, workspace
-from multitask.calibration import LABEL_LAYER
+from multitask.calibration import label_head_input
 from multitask.data_profile import FEATURES, KEPT, features
 from multitask.errors import UserError
 from multitask.fingerprint import hash_file
 from multitask.records import PROFILE_FILE, SPLITS, DriftReport, SnapshotRef
 
-if TYPE_CHECKING:
-    import keras
-    import tensorflow as tf
-
 ALPHA = 0.01
 MIN_EFFECT = 0.1  # KS statistic or total variation distance
 COMPONENTS = 4
 MODEL_VIEW = "model_view.json"  # logged with every version: `reference_view` of its training split
-
-
-def penultimate(model: keras.Model, ds: tf.data.Dataset, batch_size: int = 128) -> np.ndarray:
-    """What the label head sees (its Dense layer's input) for every image of a snapshot split."""
-    import keras
-
-    from multitask.pipeline import normalise
-
-    head_input = keras.Model(model.inputs, model.get_layer(LABEL_LAYER).input)
-    batches = ds.map(lambda ex: normalise(ex["image"])).batch(batch_size)
-    return np.concatenate([head_input.predict_on_batch(batch) for batch in batches]).astype(np.float64)
 
 
 def reference_view(features: np.ndarray) -> dict[str, list]:
@@ -138,7 +123,7 @@ def check(reference: str, snapshot: SnapshotRef, out_dir: Path) -> DriftReport:
         model = load(registry.fetch(name, tmp / "model")[0], compile=False)
         found = [features(load_split(snapshot, split), snapshot.image_size, snapshot.resize) for split in SPLITS]
         new = {key: np.concatenate([part[key] for part in found]) for key in found[0]}
-        new_view = project(view, penultimate(model, load_split(snapshot, "test")))
+        new_view = project(view, label_head_input(model, load_split(snapshot, "test")))
     report = compare(profile["train"], new, profile["class_names"], snapshot.class_names,
                      np.asarray(view["train"]), new_view)
     path = atomic.write_json(out_dir / "drift.json", {"against": name, **report})

@@ -9,9 +9,15 @@ import keras
 import numpy as np
 
 from multitask import atomic
-from multitask.calibration import expected_calibration_error, reliability_bins, rescaled
+from multitask.calibration import (
+    expected_calibration_error,
+    label_head_input,
+    label_logits,
+    reliability_bins,
+    softmax,
+)
 from multitask.config import EvaluateConfig
-from multitask.drift import MODEL_VIEW, penultimate, reference_view
+from multitask.drift import MODEL_VIEW, reference_view
 from multitask.fingerprint import hash_file
 from multitask.metrics import box_iou_numpy
 from multitask.model import load
@@ -52,7 +58,9 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     counts = confusion_matrix(truth["label"], np.argmax(predicted["label"], axis=-1), len(snapshot.class_names))
     per_class = per_class_accuracy(counts, snapshot.class_names)
     slices = test_slices(truth, predicted, snapshot, cfg)
-    calibration = label_calibration(predicted["label"], truth["label"], temperature)
+    head_input = label_head_input(model, load_split(snapshot, "test"), cfg.batch_size)
+    calibration = label_calibration(predicted["label"], truth["label"], temperature,
+                                    label_logits(model, head_input) * (temperature or 1.0))
     bins = reliability_bins(predicted["label"], truth["label"])
     metrics_path = atomic.write_json(out_dir / "metrics.json", {
         **metrics, "per_class_accuracy": per_class, "slices": slices, "calibration": calibration,
@@ -68,20 +76,21 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
         curves_path=curves, predictions_path=str(predictions), confusion_path=str(confusion),
         slices_path=str(plot_slices(slices, out_dir / "slices.png")), calibration=calibration,
         reliability_path=str(plot_reliability(bins, calibration["ece"], out_dir / "reliability.png")),
-        model_view_path=str(atomic.write_json(out_dir / MODEL_VIEW, reference_view(
-            penultimate(model, load_split(snapshot, "test"), cfg.batch_size)))) if model_view else None,
+        model_view_path=(str(atomic.write_json(out_dir / MODEL_VIEW, reference_view(head_input)))
+                         if model_view else None),
         fingerprint=hash_file(metrics_path),
     )
 
 
-def label_calibration(probs: np.ndarray, labels: np.ndarray, temperature: float | None) -> dict[str, float]:
+def label_calibration(probs: np.ndarray, labels: np.ndarray, temperature: float | None,
+                      raw_logits: np.ndarray) -> dict[str, float]:
     """`ece` of the label scores; with the `temperature` they were calibrated with, also that
-    temperature and the ECE the scores had before it (`multitask.calibration`)."""
+    temperature and the ECE of the scores before it, from the logits as they were (`raw_logits`)."""
     found = {"ece": expected_calibration_error(probs, labels)}
     if temperature is None:
         return found
     return {**found, "temperature": temperature,
-            "ece_uncalibrated": expected_calibration_error(rescaled(probs, 1 / temperature), labels)}
+            "ece_uncalibrated": expected_calibration_error(softmax(raw_logits), labels)}
 
 
 def test_slices(truth: dict[str, np.ndarray], predicted: dict[str, np.ndarray], snapshot: SnapshotRef,
