@@ -58,9 +58,13 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     counts = confusion_matrix(truth["label"], np.argmax(predicted["label"], axis=-1), len(snapshot.class_names))
     per_class = per_class_accuracy(counts, snapshot.class_names)
     slices = test_slices(truth, predicted, snapshot, cfg)
-    head_input = label_head_input(model, load_split(snapshot, "test"), cfg.batch_size)
+    # The label head's input: one more pass over the test split, only when something needs it
+    # (the logits before calibration, the model's view for drift); most evaluations need neither.
+    head_input = (label_head_input(model, load_split(snapshot, "test"), cfg.batch_size)
+                  if temperature is not None or model_view else None)
     calibration = label_calibration(predicted["label"], truth["label"], temperature,
-                                    label_logits(model, head_input) * (temperature or 1.0))
+                                    None if head_input is None or temperature is None
+                                    else label_logits(model, head_input) * temperature)
     bins = reliability_bins(predicted["label"], truth["label"])
     metrics_path = atomic.write_json(out_dir / "metrics.json", {
         **metrics, "per_class_accuracy": per_class, "slices": slices, "calibration": calibration,
@@ -77,17 +81,17 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
         slices_path=str(plot_slices(slices, out_dir / "slices.png")), calibration=calibration,
         reliability_path=str(plot_reliability(bins, calibration["ece"], out_dir / "reliability.png")),
         model_view_path=(str(atomic.write_json(out_dir / MODEL_VIEW, reference_view(head_input)))
-                         if model_view else None),
+                         if head_input is not None and model_view else None),
         fingerprint=hash_file(metrics_path),
     )
 
 
 def label_calibration(probs: np.ndarray, labels: np.ndarray, temperature: float | None,
-                      raw_logits: np.ndarray) -> dict[str, float]:
+                      raw_logits: np.ndarray | None) -> dict[str, float]:
     """`ece` of the label scores; with the `temperature` they were calibrated with, also that
     temperature and the ECE of the scores before it, from the logits as they were (`raw_logits`)."""
     found = {"ece": expected_calibration_error(probs, labels)}
-    if temperature is None:
+    if temperature is None or raw_logits is None:
         return found
     return {**found, "temperature": temperature,
             "ece_uncalibrated": expected_calibration_error(softmax(raw_logits), labels)}
