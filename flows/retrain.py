@@ -11,7 +11,7 @@ from multitask import workspace
 from multitask.config import RunConfig
 from multitask.gate import Decision, classes_differ, made_champion_meanwhile
 from multitask.records import SUMMARY_METRICS, DatasetRef, EvalReport, ModelVersion, SnapshotRef
-from tasks.drift import drift_reference, measure_drift, tag_drift
+from tasks.drift import drift_known, measure_drift, tag_drift
 from tasks.exclusive import one_at_a_time
 from tasks.gate import apply_gate, current_champion, find_unchanged
 from tasks.register import register_model
@@ -54,7 +54,7 @@ def retrain_flow(config: RunConfig = RunConfig()) -> dict[str, Any]:
         if champion is not None and challenger.version == champion.version:
             return _nothing_to_retrain(steps, name, challenger.version,
                                        f"the trained model is version {champion.version}, the champion itself")
-        _tag_drift(steps, config, snapshot, challenger, champion)
+        _tag_drift(steps, config, dataset, snapshot, challenger, champion)
         decision, champion, champion_report = _judge(steps, config, dataset, snapshot, challenger, report, champion)
     metrics = {"challenger": {k: report.metrics[k] for k in SUMMARY_METRICS}}
     if champion_report is not None:
@@ -65,22 +65,22 @@ def retrain_flow(config: RunConfig = RunConfig()) -> dict[str, Any]:
             "reason": decision.reason, "metrics": metrics, "steps": steps.states}
 
 
-def _tag_drift(steps: Steps, config: RunConfig, snapshot: SnapshotRef, challenger: ModelVersion,
-               champion: ModelVersion | None) -> None:
+def _tag_drift(steps: Steps, config: RunConfig, dataset: DatasetRef, snapshot: SnapshotRef,
+               challenger: ModelVersion, champion: ModelVersion | None) -> None:
     """Tag the challenger with whether its data drifted from the champion's (`drift.verdict`)."""
-    if champion is None:
-        steps.run(tag_drift, cached=False, challenger=challenger, drift=None, reason="no champion to compare with")
-    elif not steps.run(drift_reference, cached=False, version=champion):
-        steps.run(tag_drift, cached=False, challenger=challenger, drift=None,
-                  reason=f"champion v{champion.version} was registered without a profile of its data")
-    else:
-        try:
-            drift = steps.run(measure_drift, version=champion, snapshot=snapshot, dataset=config.data.dataset)
-        except Exception as exc:  # noqa: BLE001  (a description of the data: the retrain goes on without it)
-            steps.logger.warning("drift against champion v%s not measured: %s", champion.version, exc)
-            steps.run(tag_drift, cached=False, challenger=challenger, drift=None, reason=f"failed: {exc}")
-            return
-        steps.run(tag_drift, cached=False, challenger=challenger, drift=drift)
+    known = ("not measured", "no champion to compare with") if champion is None else steps.run(
+        drift_known, cached=False, version=champion, dataset=dataset, config=config)
+    if known is not None:
+        steps.run(tag_drift, cached=False, challenger=challenger, drift=None, verdict=known[0], reason=known[1])
+        return
+    try:
+        drift = steps.run(measure_drift, version=champion, snapshot=snapshot, dataset=config.data.dataset)
+    except Exception as exc:  # noqa: BLE001  (a description of the data: the retrain goes on without it)
+        steps.logger.warning("drift against champion v%s not measured: %s", champion.version, exc)
+        steps.run(tag_drift, cached=False, challenger=challenger, drift=None, reason=f"failed: {exc}")
+        return
+    steps.run(tag_drift, cached=False, challenger=challenger, drift=drift)
+
 
 def _judge(steps: Steps, config: RunConfig, dataset: DatasetRef, snapshot: SnapshotRef, challenger: ModelVersion,
            report: EvalReport, champion: ModelVersion | None,

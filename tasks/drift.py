@@ -6,7 +6,8 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from multitask import registry
-from multitask.records import PROFILE_FILE, DriftReport, ModelVersion, SnapshotRef
+from multitask.config import RunConfig
+from multitask.records import MODEL_VIEW, PROFILE_FILE, DatasetRef, DriftReport, ModelVersion, SnapshotRef
 from tasks import retries
 from tasks.caching import output_dir
 from tasks.pictures import inline_png
@@ -30,11 +31,12 @@ def measure_drift(version: ModelVersion, snapshot: SnapshotRef, dataset: str) ->
 
 
 @task(name="tag_drift", **retries.IO)
-def tag_drift(challenger: ModelVersion, drift: DriftReport | None, reason: str = "") -> dict[str, str]:
-    """The challenger's tags `drift.verdict` (`drift`, `no drift`, or `not measured` and why),
-    `drift.against` and `drift.features` (the drifted ones)."""
+def tag_drift(challenger: ModelVersion, drift: DriftReport | None, verdict: str = "not measured",
+              reason: str = "") -> dict[str, str]:
+    """The challenger's tags `drift.verdict` (`drift`, `no drift`, or `not measured`), `drift.against`
+    and `drift.features` (the drifted ones) from a report; without one, `verdict` and `drift.reason`."""
     if drift is None:
-        tags = {"drift.verdict": "not measured", "drift.reason": reason}
+        tags = {"drift.verdict": verdict, "drift.reason": reason}
     else:
         tags = {"drift.verdict": "drift" if drift.drift else "no drift", "drift.against": drift.against,
                 "drift.features": "; ".join(drift.drifted)}
@@ -42,11 +44,14 @@ def tag_drift(challenger: ModelVersion, drift: DriftReport | None, reason: str =
     return tags
 
 
-
-@task(name="drift_reference", **retries.IO)
-def drift_reference(version: ModelVersion) -> bool:
-    """Whether the version was logged with what drift compares against (its data profile and its
-    model's view of the training split): versions registered before they existed were not."""
-    from multitask.drift import MODEL_VIEW
-
-    return {PROFILE_FILE, MODEL_VIEW} <= registry.run_files(f"{version.name}/{version.version}")
+@task(name="drift_known", **retries.IO)
+def drift_known(version: ModelVersion, dataset: DatasetRef, config: RunConfig) -> tuple[str, str] | None:
+    """The verdict and its reason when the data need not or cannot be measured against the
+    version's, else None. Need not: the version was trained on this data with these data
+    settings (the same snapshot). Cannot: it was registered before versions were logged with
+    their data's profile and their model's view."""
+    if registry.same_data(version, dataset, config):
+        return "no drift", f"the data and data settings champion v{version.version} was trained on"
+    if not {PROFILE_FILE, MODEL_VIEW} <= registry.run_files(f"{version.name}/{version.version}"):
+        return "not measured", f"champion v{version.version} was registered without a profile of its data"
+    return None

@@ -39,6 +39,9 @@ def test_a_promotion_by_hand_during_a_retrain_is_judged_against_not_undone(prefe
     tags = _tags("by-hand", "3")
     assert tags["gate.champion_version"] == "2", "judged against the champion read before training"
     assert "evaluate_registered[v2]" in result["steps"]  # the new champion was scored on the same split
+    # against the champion read before training, on the same data
+    assert tags["drift.verdict"] == "no drift" and "champion v1 was trained on" in tags["drift.reason"], tags
+    assert "measure_drift" not in result["steps"], "the same data was measured against itself"
     if result["decision"] == "promoted":
         assert tags["champion.previous"] == "2" and registry.champion("by-hand").version == "3"
     else:

@@ -26,12 +26,11 @@ from multitask.calibration import label_head_input
 from multitask.data_profile import FEATURES, KEPT, features
 from multitask.errors import UserError
 from multitask.fingerprint import hash_file
-from multitask.records import PROFILE_FILE, SPLITS, DriftReport, SnapshotRef
+from multitask.records import MODEL_VIEW, PROFILE_FILE, SPLITS, DriftReport, SnapshotRef
 
 ALPHA = 0.01
 MIN_EFFECT = 0.1  # KS statistic or total variation distance
 COMPONENTS = 4
-MODEL_VIEW = "model_view.json"  # logged with every version: `reference_view` of its training split
 
 
 def reference_view(features: np.ndarray) -> dict[str, list]:

@@ -17,13 +17,13 @@ from multitask.calibration import (
     softmax,
 )
 from multitask.config import EvaluateConfig
-from multitask.drift import MODEL_VIEW, reference_view
+from multitask.drift import reference_view
 from multitask.fingerprint import hash_file
 from multitask.metrics import box_iou_numpy
 from multitask.model import load
 from multitask.pipeline import load_split, make_dataset, pixel_boxes
 from multitask.plots import plot_confusion, plot_curves, plot_predictions, plot_reliability, plot_slices
-from multitask.records import HEAD_METRICS, EvalReport, SnapshotRef
+from multitask.records import HEAD_METRICS, MODEL_VIEW, EvalReport, SnapshotRef
 from multitask.slices import box_areas, size_of, slice_metrics
 from multitask.train import read_history
 
@@ -43,7 +43,7 @@ def evaluate(model_path: str, snapshot: SnapshotRef, cfg: EvaluateConfig, out_di
     The training-curves PNG needs the training history; a registered model fetched from
     the registry (a champion) has none, so it gets the metrics and the predictions grid.
     `temperature`: the one the model was calibrated with, to report its ECE before and after.
-    `model_view`: also write the model's view of the test split (`drift.MODEL_VIEW`), which
+    `model_view`: also write the model's view of the test split (`records.MODEL_VIEW`), which
     registering a model logs with it for later drift checks.
     """
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ class DatasetRef(TreeRecord):
 
 
 PROFILE_FILE = "profile.json"  # in every snapshot's folder
+MODEL_VIEW = "model_view.json"  # logged with every version: the model's view of its test split (`drift`)
 
 
 class SnapshotRef(TreeRecord):

@@ -20,12 +20,12 @@ __all__ = [
     "fetch", "fetch_servable", "find_version", "lineage_tags", "list_models", "load_model", "load_registered",
     "log_card", "log_drift", "log_trial",
     "model_uri", "parse_reference", "preprocessing", "promote", "register", "reregister", "resolve", "run_file",
-    "run_files", "run_url", "set_tags", "show", "version_matches",
+    "run_files", "run_url", "same_data", "set_tags", "show", "version_matches",
 ]
 
 if TYPE_CHECKING:
     from multitask.registry.cards import card, log_card
-    from multitask.registry.lineage import LINEAGE_TAG, changed_sections, lineage_tags
+    from multitask.registry.lineage import LINEAGE_TAG, changed_sections, lineage_tags, same_data
     from multitask.registry.loading import fetch, fetch_servable, load_model, load_registered, run_file, run_files
     from multitask.registry.peek import aliases, version_matches
     from multitask.registry.references import model_uri, parse_reference
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     )
 
 _MODULE_OF = {
-    "LINEAGE_TAG": "lineage", "changed_sections": "lineage", "lineage_tags": "lineage",
+    "LINEAGE_TAG": "lineage", "changed_sections": "lineage", "lineage_tags": "lineage", "same_data": "lineage",
     "fetch": "loading", "fetch_servable": "loading", "load_model": "loading", "load_registered": "loading",
     "run_file": "loading", "run_files": "loading",
     "aliases": "peek", "version_matches": "peek",

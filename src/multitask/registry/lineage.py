@@ -12,6 +12,7 @@ LINEAGE_TAG = "lineage_fingerprint"
 # What makes a model; the other sections (evaluate, registry, gate) only judge or name it.
 LINEAGE_SECTIONS = ("data", "model", "train")
 _SECTION_TAG = "config.{}_fingerprint"
+_DATA_TAG = "data_fingerprint"
 
 
 def lineage_tags(dataset: DatasetRef, config: RunConfig) -> dict[str, str]:
@@ -23,12 +24,24 @@ def lineage_tags(dataset: DatasetRef, config: RunConfig) -> dict[str, str]:
     """
     code = library_fingerprint()
     sections = {name: of_value(getattr(config, name)) for name in type(config).model_fields}
-    sections["data"] = digest("DataConfig", config.data.model_dump_json())  # the data's content is below
+    sections["data"] = _data_settings(config)  # the data's content is below
     calibrated = ["calibrated"] if config.evaluate.calibrate else []  # the registered model's scores differ
     lineage = digest(dataset.fingerprint, code, *(sections[name] for name in LINEAGE_SECTIONS), *calibrated)
-    return {LINEAGE_TAG: lineage, "data_fingerprint": dataset.fingerprint,
+    return {LINEAGE_TAG: lineage, _DATA_TAG: dataset.fingerprint,
             "config_fingerprint": of_value(config), "code_fingerprint": code,
             **{_SECTION_TAG.format(name): value for name, value in sections.items()}}
+
+
+def _data_settings(config: RunConfig) -> str:
+    return digest("DataConfig", config.data.model_dump_json())
+
+
+def same_data(version: ModelVersion, dataset: DatasetRef, config: RunConfig) -> bool:
+    """Whether the version was trained on this data's content with these data settings: the same
+    snapshot, so its data cannot have moved."""
+    found = client().get_model_version(version.name, version.version).tags
+    return (found.get(_DATA_TAG) == dataset.fingerprint
+            and found.get(_SECTION_TAG.format("data")) == _data_settings(config))
 
 
 def changed_sections(version: ModelVersion, tags: dict[str, str]) -> list[str]:
